@@ -1,0 +1,159 @@
+"""One typed settings object: defaults < TOML file < environment (``STRATA_*``) < CLI flags.
+
+The CLI derives its flags from the fields here (``strata.cli``), so a setting is defined
+once. ``models`` in the file are *added* to the bundled offline defaults (``small``, ``big``,
+``base``); set ``bundled_models = false`` to serve only the models the file names.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from strata.errors import ConfigError
+
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("strata_config_file", default=None)
+
+
+def default_home() -> Path:
+    """``$XDG_DATA_HOME/strata``, falling back to ``~/.local/share/strata``."""
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "strata"
+
+
+class ModelSpec(BaseModel):
+    """How to reach one model. Exactly one source: ``bundled``, ``path``, ``hf_repo`` or ``url``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str = Field("llama", description="Backend kind: llama, openai, fake, or a plugin's")
+    bundled: str | None = Field(None, description="Name of a bundled offline model (catalog)")
+    path: Path | None = Field(None, description="Path to a local GGUF file")
+    hf_repo: str | None = Field(None, description="Hugging Face repo id holding GGUF files")
+    hf_file: str = Field("*q4_k_m.gguf", description="Glob of the GGUF file inside hf_repo")
+    url: str | None = Field(None, description="Base URL of an OpenAI-compatible server (…/v1)")
+    remote_name: str | None = Field(None, description="Model name the remote server expects")
+    api_key_env: str | None = Field(None, description="Env var holding the remote's API key")
+    description: str = ""
+    n_ctx: int = Field(4096, ge=64, description="Context window in tokens (local models)")
+    context_window: int | None = Field(None, ge=1, description="Known window of a remote model")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads for a local model")
+    timeout_s: float = Field(120.0, gt=0, description="Remote read timeout in seconds")
+    connect_retries: int = Field(2, ge=0, description="Retries on connection errors (remote)")
+    max_concurrency: int | None = Field(
+        None, ge=1, description="Generations at once; default 1 for local, 64 for remote"
+    )
+    max_queue: int | None = Field(None, ge=0, description="Waiting requests before 429")
+    price_input_per_mtok: float | None = Field(None, ge=0, description="USD per 1M input tokens")
+    price_output_per_mtok: float | None = Field(None, ge=0, description="USD per 1M output tokens")
+    load: Literal["lazy", "startup"] = "lazy"
+    idle_unload_s: float | None = Field(
+        None, gt=0, description="Release a local model's memory after this long unused"
+    )
+    capabilities: list[str] | None = Field(
+        None, description="Narrow what the model is offered for (e.g. a base model: completion)"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Backend-specific extras")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        if self.backend == "llama":
+            sources = [s for s in (self.bundled, self.path, self.hf_repo) if s]
+            if len(sources) != 1:
+                raise ValueError("a llama model needs exactly one of bundled, path or hf_repo")
+        if self.backend == "openai" and not self.url:
+            raise ValueError("an openai model needs url")
+        return self
+
+
+def default_models() -> dict[str, ModelSpec]:
+    return {
+        "small": ModelSpec(
+            bundled="qwen2.5-coder-0.5b-instruct",
+            description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M (edge tier)",
+        ),
+        "big": ModelSpec(
+            bundled="qwen2.5-coder-1.5b-instruct",
+            description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M (big tier)",
+        ),
+        "base": ModelSpec(
+            bundled="gemma-3-270m",
+            description="Gemma 3 270M base Q4_K_M (completions)",
+            n_ctx=2048,
+            capabilities=["completion", "logprobs", "streaming", "json_schema"],
+        ),
+    }
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STRATA_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    home: Path = Field(default_factory=default_home, description="Data directory (models, state)")
+    host: str = Field("127.0.0.1", description="Address to serve on")
+    port: int = Field(8000, ge=0, le=65535, description="Port to serve on")
+    api_keys: list[str] = Field(
+        default_factory=list, description="Accepted API keys; empty means no auth"
+    )
+    default_model: str = Field("small", description="Model used when a client names none (CLI)")
+    bundled_models: bool = Field(True, description="Serve the bundled small/big/base models")
+    models: dict[str, ModelSpec] = Field(default_factory=dict, description="Extra models")
+    max_queue: int = Field(16, ge=0, description="Default waiting requests per model before 429")
+    cpu_hour_usd: float = Field(0.05, ge=0, description="Price of a CPU-hour for local models")
+    log_level: str = Field("info", description="Log level of the server")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _CONFIG_FILE.get()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    def all_models(self) -> dict[str, ModelSpec]:
+        """The served models: bundled defaults (if on) overlaid by the configured ones."""
+        base = default_models() if self.bundled_models else {}
+        return {**base, **self.models}
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build settings, translating file and validation problems into ``ConfigError``."""
+    path = Path(config_file) if config_file else None
+    if path is None and os.environ.get("STRATA_CONFIG"):
+        path = Path(os.environ["STRATA_CONFIG"])
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    token = _CONFIG_FILE.set(path)
+    try:
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        return Settings(**clean)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from exc
+    finally:
+        _CONFIG_FILE.reset(token)

@@ -1,0 +1,346 @@
+"""OpenAI-compatible routes: chat completions, completions, embeddings, models.
+
+A request flows API → engine (admission, the model) → response. For streams the first chunk
+is awaited before any header is sent, so errors that happen before the first token (unknown
+model, context window, a full queue) still reach the client as a proper HTTP error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import struct
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from strata.engine import Engine, Timings
+from strata.errors import InvalidRequest, StrataError
+from strata.models.base import Capability, Chunk, GenerationRequest
+from strata.serve import convert
+from strata.serve.auth import client_key
+from strata.serve.errors import error_body, strata_error_response
+from strata.serve.metrics import Metrics
+from strata.serve.schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    EmbeddingList,
+    EmbeddingRequest,
+    ErrorResponse,
+    ModelList,
+)
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(client_key)])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 429, 500, 502, 503, 504)
+}
+STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream"}
+}
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """Closes the body generator however the response ends, so a client that disconnects
+    stops its generation at once rather than whenever the generator is collected."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+def _sse(data: dict[str, Any] | str) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"data: {payload}\n\n".encode()
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+async def _collect(
+    engine: Engine, model: str, gen: GenerationRequest, key: str, timings: Timings
+) -> convert.Collected:
+    collected = convert.Collected()
+    async for chunk in engine.generate(model, gen, key=key, timings=timings):
+        collected.add(chunk)
+    return collected
+
+
+async def _prime(agen: AsyncIterator[Chunk]) -> Chunk:
+    """First chunk of a stream; errors here still become ordinary HTTP errors."""
+    try:
+        return await anext(agen)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await agen.aclose()  # type: ignore[attr-defined]
+        raise
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={**ERRORS, **STREAM_DOC},
+    summary="Create a chat completion",
+)
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, key: str = Depends(client_key)
+) -> Response:
+    engine, metrics = _engine(request), _metrics(request)
+    gen = convert.chat_request(body)
+    rid = convert.new_id("chatcmpl")
+    try:
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            return await _stream_chat(engine, body.model, gen, body.n, key, rid, include_usage)
+        timings = Timings()
+        results = await asyncio.gather(
+            *(_collect(engine, body.model, gen, key, timings) for _ in range(body.n))
+        )
+    except StrataError as exc:
+        metrics.observe_request("chat", body.model, exc.status_code)
+        return strata_error_response(exc)
+    metrics.observe_request("chat", body.model, 200)
+    choices = []
+    for i, c in enumerate(results):
+        message: dict[str, Any] = {"role": "assistant", "content": c.text, "refusal": None}
+        if c.extra.get("tool_calls"):
+            message["tool_calls"] = c.extra["tool_calls"]
+            message["content"] = c.text or None
+        choices.append(
+            {
+                "index": i,
+                "message": message,
+                "logprobs": convert.chat_logprobs(c.logprobs) if gen.params.logprobs else None,
+                "finish_reason": c.finish_reason or "stop",
+            }
+        )
+    payload = convert.envelope("chat.completion", rid, body.model, choices)
+    payload["usage"] = convert.usage_dict(convert.sum_usage([c.usage for c in results]))
+    payload["strata"] = convert.strata_field(body.model, timings)
+    return JSONResponse(payload)
+
+
+async def _stream_chat(
+    engine: Engine,
+    model: str,
+    gen: GenerationRequest,
+    n: int,
+    key: str,
+    rid: str,
+    include_usage: bool,
+) -> Response:
+    timings = Timings()
+    first_stream = engine.generate(model, gen, key=key, timings=timings)
+    first = await _prime(first_stream)
+
+    def chunk_payload(index: int, delta: dict[str, Any], chunk: Chunk | None) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": index, "delta": delta, "finish_reason": None}
+        if chunk is not None:
+            choice["finish_reason"] = chunk.finish_reason
+            if gen.params.logprobs:
+                choice["logprobs"] = convert.chat_logprobs(chunk.logprobs or [])
+        return convert.envelope("chat.completion.chunk", rid, model, [choice])
+
+    async def events() -> AsyncIterator[bytes]:
+        usages = []
+        try:
+            for index in range(n):
+                if index == 0:
+                    stream, pending = first_stream, first
+                else:
+                    stream = engine.generate(model, gen, key=key, timings=timings)
+                    pending = await anext(stream)
+                yield _sse(chunk_payload(index, {"role": "assistant", "content": ""}, None))
+                chunk: Chunk | None = pending
+                while chunk is not None:
+                    if chunk.usage:
+                        usages.append(chunk.usage)
+                    delta: dict[str, Any] = {}
+                    if chunk.text:
+                        delta["content"] = chunk.text
+                    if chunk.extra and chunk.extra.get("tool_calls"):
+                        delta["tool_calls"] = chunk.extra["tool_calls"]
+                    if delta or chunk.finish_reason or chunk.logprobs:
+                        yield _sse(chunk_payload(index, delta, chunk))
+                    chunk = await anext(stream, None)
+        except StrataError as exc:
+            yield _sse(error_body(exc.message, exc.error_type, exc.param, exc.code))
+        if include_usage:
+            tail = convert.envelope("chat.completion.chunk", rid, model, [])
+            tail["usage"] = convert.usage_dict(convert.sum_usage(usages))
+            tail["strata"] = convert.strata_field(model, timings)
+            yield _sse(tail)
+        yield _sse("[DONE]")
+
+    return ClosingStreamingResponse(events(), media_type="text/event-stream")
+
+
+@router.post(
+    "/completions",
+    response_model=Completion,
+    responses={**ERRORS, **STREAM_DOC},
+    summary="Create a text completion (base models)",
+)
+async def completions(
+    body: CompletionRequest, request: Request, key: str = Depends(client_key)
+) -> Response:
+    engine, metrics = _engine(request), _metrics(request)
+    rid = convert.new_id("cmpl")
+    try:
+        gens = convert.completion_requests(body)
+        if body.stream:
+            return await _stream_completion(engine, body, gens, key, rid)
+        timings = Timings()
+        jobs = [_collect(engine, body.model, g, key, timings) for g in gens for _ in range(body.n)]
+        results = await asyncio.gather(*jobs)
+    except StrataError as exc:
+        metrics.observe_request("completions", body.model, exc.status_code)
+        return strata_error_response(exc)
+    metrics.observe_request("completions", body.model, 200)
+    choices = []
+    for i, c in enumerate(results):
+        prompt = gens[i // body.n].prompt or ""
+        text = prompt + c.text if body.echo else c.text
+        offset = len(prompt) if body.echo else 0
+        choices.append(
+            {
+                "index": i,
+                "text": text,
+                "logprobs": convert.completion_logprobs(c.logprobs, offset)
+                if body.logprobs is not None
+                else None,
+                "finish_reason": c.finish_reason or "stop",
+            }
+        )
+    payload = convert.envelope("text_completion", rid, body.model, choices)
+    usages = [c.usage for c in results]
+    payload["usage"] = convert.usage_dict(
+        convert.Usage(
+            sum(u.prompt_tokens for u in usages[:: body.n]),
+            sum(u.completion_tokens for u in usages),
+        )
+    )
+    payload["strata"] = convert.strata_field(body.model, timings)
+    return JSONResponse(payload)
+
+
+async def _stream_completion(
+    engine: Engine, body: CompletionRequest, gens: list[GenerationRequest], key: str, rid: str
+) -> Response:
+    timings = Timings()
+    jobs = [g for g in gens for _ in range(body.n)]
+    first_stream = engine.generate(body.model, jobs[0], key=key, timings=timings)
+    first = await _prime(first_stream)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    async def events() -> AsyncIterator[bytes]:
+        prompt_tokens = completion_tokens = 0
+        try:
+            for index, gen in enumerate(jobs):
+                if index == 0:
+                    stream, chunk = first_stream, first
+                else:
+                    stream = engine.generate(body.model, gen, key=key, timings=timings)
+                    chunk = await anext(stream)
+                if body.echo:
+                    choice = {"index": index, "text": gen.prompt, "finish_reason": None}
+                    yield _sse(convert.envelope("text_completion", rid, body.model, [choice]))
+                while chunk is not None:
+                    if chunk.usage:
+                        prompt_tokens += chunk.usage.prompt_tokens if index % body.n == 0 else 0
+                        completion_tokens += chunk.usage.completion_tokens
+                    choice = {
+                        "index": index,
+                        "text": chunk.text,
+                        "logprobs": convert.completion_logprobs(chunk.logprobs or [])
+                        if body.logprobs is not None
+                        else None,
+                        "finish_reason": chunk.finish_reason,
+                    }
+                    if chunk.text or chunk.finish_reason:
+                        yield _sse(convert.envelope("text_completion", rid, body.model, [choice]))
+                    chunk = await anext(stream, None)
+        except StrataError as exc:
+            yield _sse(error_body(exc.message, exc.error_type, exc.param, exc.code))
+        if include_usage:
+            tail = convert.envelope("text_completion", rid, body.model, [])
+            tail["usage"] = convert.usage_dict(convert.Usage(prompt_tokens, completion_tokens))
+            tail["strata"] = convert.strata_field(body.model, timings)
+            yield _sse(tail)
+        yield _sse("[DONE]")
+
+    return ClosingStreamingResponse(events(), media_type="text/event-stream")
+
+
+@router.post(
+    "/embeddings", response_model=EmbeddingList, responses=ERRORS, summary="Create embeddings"
+)
+async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
+    engine = _engine(request)
+    handle = engine.get(body.model)
+    if not handle.backend.supports(Capability.EMBEDDINGS):
+        raise InvalidRequest(f"model '{body.model}' does not support embeddings", "model")
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    vectors, tokens = await handle.backend.embed(texts)
+    data: list[dict[str, Any]] = []
+    for i, full in enumerate(vectors):
+        if body.dimensions is not None and body.dimensions > len(full):
+            raise InvalidRequest(
+                f"dimensions {body.dimensions} exceeds the model's {len(full)}", "dimensions"
+            )
+        vector = full[: body.dimensions] if body.dimensions else full
+        value: list[float] | str = vector
+        if body.encoding_format == "base64":
+            value = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return JSONResponse({"object": "list", "data": data, "model": body.model, "usage": usage})
+
+
+@router.get("/models", response_model=ModelList, summary="List the served models")
+async def list_models(request: Request) -> ModelList:
+    engine = _engine(request)
+    cards = []
+    for name, handle in engine.models.items():
+        backend = handle.backend
+        cards.append(
+            {
+                "id": name,
+                "object": "model",
+                "created": int(request.app.state.started),
+                "owned_by": "strata" if backend.local else "remote",
+                "capabilities": sorted(c.value for c in backend.capabilities),
+                "loaded": backend.loaded,
+            }
+        )
+    return ModelList.model_validate({"object": "list", "data": cards})
+
+
+@router.get("/models/{model_id}", summary="Describe one model", responses=ERRORS)
+async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    handle = _engine(request).get(model_id)
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": int(request.app.state.started),
+        "owned_by": "strata" if handle.backend.local else "remote",
+    }

@@ -1,0 +1,100 @@
+"""Shared fixtures: settings on ``tmp_path`` with scripted fake models, and a real uvicorn
+server in a thread for end-to-end tests through the official ``openai`` SDK."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from strata.config import ModelSpec, Settings
+from strata.engine import Engine
+from strata.models.fake import FakeBackend, scripted
+from strata.serve.app import create_app
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never touch the user's data directory or environment settings."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    for name in ("STRATA_CONFIG", "STRATA_HOME", "STRATA_API_KEYS", "STRATA_PORT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def fake_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    models = {
+        "fake": ModelSpec(backend="fake", n_ctx=64),
+        "slow": ModelSpec(backend="fake", n_ctx=256, options={"delay_s": 0.05}, max_queue=2),
+        "base": ModelSpec(backend="fake", capabilities=["completion", "logprobs", "streaming"]),
+    }
+    return Settings(home=tmp_path / "home", bundled_models=False, models=models, **overrides)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return fake_settings(tmp_path)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Engine:
+    return Engine(settings)
+
+
+def fake(engine: Engine, name: str = "fake") -> FakeBackend:
+    return scripted(engine.get(name).backend)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """uvicorn in a background thread; ``url`` is the ``/v1`` base for SDK clients."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.root + "/v1"
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture
+def live(engine: Engine, settings: Settings) -> Iterator[LiveServer]:
+    with LiveServer(create_app(settings, engine)) as server:
+        yield server
+
+
+@pytest.fixture
+def http(live: LiveServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live.root, timeout=30) as client:
+        yield client
