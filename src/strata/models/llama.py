@@ -253,14 +253,14 @@ class LlamaBackend(Backend):
             top_k=0 if params.temperature > 0 else 40,
             min_p=0.0,
             repeat_penalty=1.0,
-            present_penalty=params.presence_penalty,
+            presence_penalty=params.presence_penalty,
             frequency_penalty=params.frequency_penalty,
             grammar=grammar,
         ):
             if cancel.is_set():
                 finish = "cancelled"
                 break
-            if llama_cpp.llama_token_is_eog(llm._model.vocab, token):
+            if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
                 finish = "stop"
                 break
             piece = llm.detokenize([token])

