@@ -290,6 +290,7 @@ def chat(
 @click.pass_context
 def models(
     ctx: click.Context,
+    /,
     url: str | None,
     key: str | None,
     config_file: Path | None,
@@ -360,10 +361,8 @@ def assemble(settings: Settings, names: tuple[str, ...]) -> None:
             def phase(label: str, total: int, task: Any = task) -> None:
                 progress.reset(task, total=total, description=label)
 
-            path = catalog.assemble(
-                model,
-                settings.home,
-                progress=lambda n, task=task: progress.advance(task, n),
-                on_phase=phase,
-            )
+            def advance(n: int, task: Any = task) -> None:
+                progress.advance(task, n)
+
+            path = catalog.assemble(model, settings.home, progress=advance, on_phase=phase)
             progress.console.print(f"{bundled}: {path}")

@@ -18,6 +18,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -145,7 +146,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
             raise ConfigError(f"config file not found: {path}")
         try:
             tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     token = _CONFIG_FILE.set(path)
     try:
@@ -154,6 +155,9 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"invalid setting {where}: {first['msg']}") from exc
+        msg = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting {where}: {msg}") from exc
+    except SettingsError as exc:  # e.g. STRATA_API_KEYS that is not a JSON list
+        raise ConfigError(f"invalid settings: {exc}") from exc
     finally:
         _CONFIG_FILE.reset(token)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 from strata.admission import FairScheduler
@@ -139,17 +139,17 @@ class Engine:
             )
         params = request.params
         if params.logprobs and not backend.supports(Capability.LOGPROBS):
-            raise InvalidRequest(f"model '{handle.name}' cannot return logprobs", "logprobs")
+            raise InvalidRequest(f"model '{handle.name}' cannot return logprobs", param="logprobs")
         if params.response_format.type != "text" and not backend.supports(Capability.JSON_SCHEMA):
             raise InvalidRequest(
-                f"model '{handle.name}' does not support response_format", "response_format"
+                f"model '{handle.name}' does not support response_format", param="response_format"
             )
         if request.passthrough.get("tools") and not backend.supports(Capability.TOOLS):
-            raise InvalidRequest(f"model '{handle.name}' does not support tools", "tools")
+            raise InvalidRequest(f"model '{handle.name}' does not support tools", param="tools")
 
     async def generate(
         self, name: str, request: GenerationRequest, *, key: str = "", timings: Timings
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         """Admit, run and account for one generation on model ``name``."""
         handle = self.get(name)
         self.check(handle, request)
@@ -161,8 +161,9 @@ class Engine:
                 handle.last_used = time.monotonic()
                 timings.queued_s = time.perf_counter() - started
                 run_start = time.perf_counter()
+                stream = handle.backend.generate(request)
                 try:
-                    async for chunk in handle.backend.generate(request):
+                    async for chunk in stream:
                         now = time.perf_counter()
                         if timings.ttft_s is None and (chunk.text or chunk.finish_reason):
                             timings.ttft_s = now - run_start
@@ -175,6 +176,11 @@ class Engine:
                     raise BackendError(f"model '{name}' failed: {exc}") from exc
                 finally:
                     handle.last_used = time.monotonic()
+                    # Close the backend's stream before the slot is released, so one that was
+                    # abandoned early never overlaps the next generation on this model.
+                    aclose = getattr(stream, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
                 timings.total_s = time.perf_counter() - run_start
                 if usage is not None and timings.ttft_s:
                     timings.prompt_tokens_per_s = usage.prompt_tokens / timings.ttft_s

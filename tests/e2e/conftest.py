@@ -36,17 +36,18 @@ def bundled_path(name: str) -> Path:
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     models = {
         "small": ModelSpec(
-            path=bundled_path("qwen2.5-coder-0.5b-instruct"), n_ctx=2048, max_queue=2,
+            path=bundled_path("qwen2.5-coder-0.5b-instruct"),
+            n_ctx=2048,
+            max_queue=2,
             load="startup",
         ),
         "base": ModelSpec(
-            path=bundled_path("gemma-3-270m"), n_ctx=1024,
+            path=bundled_path("gemma-3-270m"),
+            n_ctx=1024,
             capabilities=["completion", "logprobs", "streaming", "json_schema"],
         ),
     }
-    settings = Settings(
-        home=tmp_path_factory.mktemp("home"), bundled_models=False, models=models
-    )
+    settings = Settings(home=tmp_path_factory.mktemp("home"), bundled_models=False, models=models)
     with LiveServer(create_app(settings)) as server:
         yield server
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import threading
@@ -31,7 +32,11 @@ def test_non_stream_chat(sdk: openai.OpenAI) -> None:
 
 def test_stream_matches_usage(sdk: openai.OpenAI) -> None:
     stream = sdk.chat.completions.create(
-        model="small", messages=HELLO, max_tokens=24, temperature=0, stream=True,
+        model="small",
+        messages=HELLO,
+        max_tokens=24,
+        temperature=0,
+        stream=True,
         stream_options={"include_usage": True},
     )
     parts, usage, finish = [], None, None
@@ -48,7 +53,11 @@ def test_stream_matches_usage(sdk: openai.OpenAI) -> None:
 
 def test_logprobs_are_a_distribution(sdk: openai.OpenAI) -> None:
     r = sdk.chat.completions.create(
-        model="small", messages=HELLO, max_tokens=8, temperature=0, logprobs=True,
+        model="small",
+        messages=HELLO,
+        max_tokens=8,
+        temperature=0,
+        logprobs=True,
         top_logprobs=5,
     )
     content = r.choices[0].logprobs.content  # type: ignore[union-attr]
@@ -56,7 +65,7 @@ def test_logprobs_are_a_distribution(sdk: openai.OpenAI) -> None:
     for item in content:
         tops = item.top_logprobs
         assert len(tops) == 5
-        assert all(a.logprob >= b.logprob for a, b in zip(tops, tops[1:], strict=False))
+        assert all(a.logprob >= b.logprob for a, b in itertools.pairwise(tops))
         assert sum(math.exp(t.logprob) for t in tops) <= 1.0 + 1e-4
         # Greedy decoding picks the most likely token.
         assert item.logprob == pytest.approx(tops[0].logprob, abs=1e-4)
@@ -107,11 +116,15 @@ def test_error_classes(sdk: openai.OpenAI, real_server: LiveServer) -> None:
     with pytest.raises(openai.BadRequestError):
         sdk.chat.completions.create(model="base", messages=HELLO)  # a base model cannot chat
     raw = httpx.post(
-        real_server.url + "/chat/completions", content=b"{not json",
+        real_server.url + "/chat/completions",
+        content=b"{not json",
         headers={"content-type": "application/json"},
     )
     assert raw.status_code == 400 and set(raw.json()["error"]) == {
-        "message", "type", "param", "code"
+        "message",
+        "type",
+        "param",
+        "code",
     }
 
 
@@ -125,7 +138,10 @@ def _metric(server: LiveServer, name: str, model: str) -> float:
 
 def test_disconnect_frees_the_model(real_server: LiveServer) -> None:
     body = {
-        "model": "small", "stream": True, "max_tokens": 400, "temperature": 0.9,
+        "model": "small",
+        "stream": True,
+        "max_tokens": 400,
+        "temperature": 0.9,
         "messages": [{"role": "user", "content": "Write a very long story about a dragon."}],
     }
     before = _metric(real_server, "strata_completion_tokens_total", "small")
@@ -138,7 +154,9 @@ def test_disconnect_frees_the_model(real_server: LiveServer) -> None:
             if seen >= 3:
                 break
     deadline = time.monotonic() + 5
-    while _metric(real_server, "strata_active_generations", "small") and time.monotonic() < deadline:
+    while (
+        _metric(real_server, "strata_active_generations", "small") and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     assert _metric(real_server, "strata_active_generations", "small") == 0
     generated = _metric(real_server, "strata_completion_tokens_total", "small") - before
@@ -153,7 +171,9 @@ def test_disconnect_frees_the_model(real_server: LiveServer) -> None:
 
 def test_full_queue_answers_429(real_server: LiveServer) -> None:
     body = {
-        "model": "small", "max_tokens": 48, "temperature": 0.9,
+        "model": "small",
+        "max_tokens": 48,
+        "temperature": 0.9,
         "messages": [{"role": "user", "content": "Count slowly from one to fifty."}],
     }
     statuses: list[int] = []

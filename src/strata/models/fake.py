@@ -49,7 +49,7 @@ class FakeBackend(Backend):
         self.default_output: str = str(spec.options.get("default_output", "ok"))
         self.tokens_emitted = 0
         self.cancelled = 0
-        self._loaded = spec.load == "startup"
+        self._loaded = False
 
     def enqueue(self, *outputs: str | BaseException) -> None:
         """Script the next answers; an exception is raised instead of answering."""

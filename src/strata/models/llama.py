@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from strata.config import ModelSpec
-from strata.errors import ContextWindowExceeded, InvalidRequest, ModelLoadError
+from strata.errors import CatalogError, ContextWindowExceeded, InvalidRequest, ModelLoadError
 from strata.models.base import (
     Backend,
     Capability,
@@ -95,7 +95,7 @@ class LlamaBackend(Backend):
 
             try:
                 return catalog.assemble(catalog.lookup(self.spec.bundled), self.home)
-            except catalog.CatalogError as exc:
+            except CatalogError as exc:
                 raise ModelLoadError(f"model '{self.name}': {exc.message}") from exc
         return None
 
@@ -121,7 +121,7 @@ class LlamaBackend(Backend):
                 llm = Llama(model_path=str(path), **kwargs)
             else:  # Hugging Face hub: needs network and huggingface-hub installed
                 llm = Llama.from_pretrained(
-                    repo_id=self.spec.hf_repo, filename=self.spec.hf_file, **kwargs
+                    repo_id=str(self.spec.hf_repo), filename=self.spec.hf_file, **kwargs
                 )
         except (ValueError, RuntimeError, OSError, ImportError) as exc:
             raise ModelLoadError(f"model '{self.name}' failed to load: {exc}") from exc

@@ -1,7 +1,7 @@
 """Between OpenAI's wire shapes and strata's internal types, in both directions.
 
 The hot path builds response dicts directly (no pydantic round-trip), matching the models
-in ``schemas.py`` field for field; ``tests/serve/test_schemas_match.py`` keeps them in step.
+in ``schemas.py`` field for field; the SDK tests parse every response with the real client.
 """
 
 from __future__ import annotations

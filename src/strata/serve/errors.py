@@ -47,13 +47,15 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(error_body(message, "invalid_request_error"), status_code=400)
     param = _param(tuple(first.get("loc", ())))
     msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    # No param means the body as a whole is missing or not a JSON object.
+    where = f"'{param}'" if param else "the request body"
     if first.get("type") == "missing":
-        message = f"Missing required parameter: '{param}'."
+        message = f"Missing required parameter: {where}." if param else "Missing request body."
         code = "missing_required_parameter"
     else:
         shown = repr(first.get("input"))
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        message = f"Invalid value for '{param}': {msg} (got {shown})."
+        message = f"Invalid value for {where}: {msg} (got {shown})."
         code = "invalid_value"
     return JSONResponse(error_body(message, "invalid_request_error", param, code), status_code=400)
 

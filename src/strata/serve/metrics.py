@@ -27,6 +27,8 @@ class Metrics:
         engine.observers.append(self.observe_generation)
 
     def observe_request(self, endpoint: str, model: str, status: int) -> None:
+        if model not in self.engine.models:
+            model = "unknown"  # a client-chosen name must not add a series per request
         self.requests[(endpoint, model, status)] += 1
 
     def observe_generation(

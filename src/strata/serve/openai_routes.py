@@ -12,7 +12,7 @@ import base64
 import contextlib
 import json
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from strata.engine import Engine, Timings
 from strata.errors import InvalidRequest, StrataError
-from strata.models.base import Capability, Chunk, GenerationRequest
+from strata.models.base import Capability, Chunk, GenerationRequest, Usage
 from strata.serve import convert
 from strata.serve.auth import client_key
 from strata.serve.errors import error_body, strata_error_response
@@ -85,6 +85,18 @@ async def _collect(
     return collected
 
 
+async def _collect_all(jobs: Sequence[Awaitable[convert.Collected]]) -> list[convert.Collected]:
+    """Run the n choices together; when one fails (a full queue, say), stop the others
+    rather than let them hold the model for an answer nobody will receive."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        return await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _prime(agen: AsyncIterator[Chunk]) -> Chunk:
     """First chunk of a stream; errors here still become ordinary HTTP errors."""
     try:
@@ -112,8 +124,8 @@ async def chat_completions(
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return await _stream_chat(engine, body.model, gen, body.n, key, rid, include_usage)
         timings = Timings()
-        results = await asyncio.gather(
-            *(_collect(engine, body.model, gen, key, timings) for _ in range(body.n))
+        results = await _collect_all(
+            [_collect(engine, body.model, gen, key, timings) for _ in range(body.n)]
         )
     except StrataError as exc:
         metrics.observe_request("chat", body.model, exc.status_code)
@@ -162,10 +174,11 @@ async def _stream_chat(
 
     async def events() -> AsyncIterator[bytes]:
         usages = []
+        stream = first_stream
         try:
             for index in range(n):
                 if index == 0:
-                    stream, pending = first_stream, first
+                    pending = first
                 else:
                     stream = engine.generate(model, gen, key=key, timings=timings)
                     pending = await anext(stream)
@@ -184,6 +197,8 @@ async def _stream_chat(
                     chunk = await anext(stream, None)
         except StrataError as exc:
             yield _sse(error_body(exc.message, exc.error_type, exc.param, exc.code))
+        finally:
+            await stream.aclose()  # a client gone mid-stream frees the model now, not at GC
         if include_usage:
             tail = convert.envelope("chat.completion.chunk", rid, model, [])
             tail["usage"] = convert.usage_dict(convert.sum_usage(usages))
@@ -211,7 +226,7 @@ async def completions(
             return await _stream_completion(engine, body, gens, key, rid)
         timings = Timings()
         jobs = [_collect(engine, body.model, g, key, timings) for g in gens for _ in range(body.n)]
-        results = await asyncio.gather(*jobs)
+        results = await _collect_all(jobs)
     except StrataError as exc:
         metrics.observe_request("completions", body.model, exc.status_code)
         return strata_error_response(exc)
@@ -234,7 +249,7 @@ async def completions(
     payload = convert.envelope("text_completion", rid, body.model, choices)
     usages = [c.usage for c in results]
     payload["usage"] = convert.usage_dict(
-        convert.Usage(
+        Usage(
             sum(u.prompt_tokens for u in usages[:: body.n]),
             sum(u.completion_tokens for u in usages),
         )
@@ -254,36 +269,45 @@ async def _stream_completion(
 
     async def events() -> AsyncIterator[bytes]:
         prompt_tokens = completion_tokens = 0
+        stream = first_stream
         try:
             for index, gen in enumerate(jobs):
+                chunk: Chunk | None
                 if index == 0:
-                    stream, chunk = first_stream, first
+                    chunk = first
                 else:
                     stream = engine.generate(body.model, gen, key=key, timings=timings)
                     chunk = await anext(stream)
+                choice: dict[str, Any]
+                offset = 0  # text_offset counts from the start of the choice's text
                 if body.echo:
                     choice = {"index": index, "text": gen.prompt, "finish_reason": None}
                     yield _sse(convert.envelope("text_completion", rid, body.model, [choice]))
+                    offset = len(gen.prompt or "")
                 while chunk is not None:
                     if chunk.usage:
                         prompt_tokens += chunk.usage.prompt_tokens if index % body.n == 0 else 0
                         completion_tokens += chunk.usage.completion_tokens
+                    tokens = chunk.logprobs or []
                     choice = {
                         "index": index,
                         "text": chunk.text,
-                        "logprobs": convert.completion_logprobs(chunk.logprobs or [])
+                        "logprobs": convert.completion_logprobs(tokens, offset)
                         if body.logprobs is not None
                         else None,
                         "finish_reason": chunk.finish_reason,
                     }
+                    offset += sum(len(t.token) for t in tokens)
                     if chunk.text or chunk.finish_reason:
                         yield _sse(convert.envelope("text_completion", rid, body.model, [choice]))
                     chunk = await anext(stream, None)
         except StrataError as exc:
             yield _sse(error_body(exc.message, exc.error_type, exc.param, exc.code))
+        finally:
+            await stream.aclose()  # a client gone mid-stream frees the model now, not at GC
         if include_usage:
             tail = convert.envelope("text_completion", rid, body.model, [])
-            tail["usage"] = convert.usage_dict(convert.Usage(prompt_tokens, completion_tokens))
+            tail["usage"] = convert.usage_dict(Usage(prompt_tokens, completion_tokens))
             tail["strata"] = convert.strata_field(body.model, timings)
             yield _sse(tail)
         yield _sse("[DONE]")
@@ -298,14 +322,15 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
     engine = _engine(request)
     handle = engine.get(body.model)
     if not handle.backend.supports(Capability.EMBEDDINGS):
-        raise InvalidRequest(f"model '{body.model}' does not support embeddings", "model")
+        raise InvalidRequest(f"model '{body.model}' does not support embeddings", param="model")
     texts = [body.input] if isinstance(body.input, str) else body.input
     vectors, tokens = await handle.backend.embed(texts)
     data: list[dict[str, Any]] = []
     for i, full in enumerate(vectors):
         if body.dimensions is not None and body.dimensions > len(full):
             raise InvalidRequest(
-                f"dimensions {body.dimensions} exceeds the model's {len(full)}", "dimensions"
+                f"dimensions {body.dimensions} exceeds the model's {len(full)}",
+                param="dimensions",
             )
         vector = full[: body.dimensions] if body.dimensions else full
         value: list[float] | str = vector

@@ -73,7 +73,7 @@ Stop = str | list[str] | None
 def _check_stop(value: Stop) -> Stop:
     if isinstance(value, list) and len(value) > 4:
         raise ValueError("stop takes at most 4 sequences")
-    if isinstance(value, list) and any(s == "" for s in value):
+    if value == "" or (isinstance(value, list) and any(s == "" for s in value)):
         raise ValueError("stop sequences must not be empty")
     return value
 

@@ -1,0 +1,168 @@
+"""Engine.generate: capability checks, accounting, error translation, idle unloading."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from strata.client import LocalClient
+from strata.config import ModelSpec, Settings
+from strata.engine import Engine, Timings
+from strata.errors import BackendError, ContextWindowExceeded, InvalidRequest, ModelNotFound
+from strata.models.base import Chunk, GenerationRequest, ResponseFormat, SamplingParams, Usage
+from tests.conftest import fake
+
+
+def chat(**params: Any) -> GenerationRequest:
+    return GenerationRequest(
+        kind="chat", params=SamplingParams(**params), messages=[{"role": "user", "content": "hi"}]
+    )
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), timeout=5))
+
+
+async def drain(engine: Engine, name: str, request: GenerationRequest, **kw: Any) -> list[Chunk]:
+    return [c async for c in engine.generate(name, request, timings=Timings(), **kw)]
+
+
+def test_unknown_model(engine: Engine) -> None:
+    with pytest.raises(ModelNotFound) as info:
+        engine.get("nope")
+    assert info.value.param == "model"
+    assert "Available: fake, slow, base" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "request_", "param"),
+    [
+        (["completion"], chat(), "model"),
+        (["chat"], chat(logprobs=True), "logprobs"),
+        (["chat"], chat(response_format=ResponseFormat(type="json_object")), "response_format"),
+        (["chat"], None, "tools"),
+    ],
+)
+def test_check_refuses_what_the_model_cannot_do(
+    capabilities: list[str], request_: GenerationRequest | None, param: str
+) -> None:
+    spec = ModelSpec(backend="fake", capabilities=capabilities)
+    engine = Engine(Settings(bundled_models=False, models={"m": spec}))
+    if request_ is None:
+        request_ = chat()
+        request_.passthrough["tools"] = [{"type": "function"}]
+    with pytest.raises(InvalidRequest) as info:
+        engine.check(engine.get("m"), request_)
+    assert info.value.param == param
+    assert "'m'" in info.value.message
+
+
+def test_generate_accounts_usage_and_timings(engine: Engine) -> None:
+    seen: list[tuple[str, Usage | None, Timings, BaseException | None]] = []
+    engine.observers.append(lambda *args: seen.append(args))
+    fake(engine, "slow").enqueue("a b c")
+
+    async def go() -> None:
+        timings = Timings()
+        chunks = [c async for c in engine.generate("slow", chat(), timings=timings)]
+        assert "".join(c.text for c in chunks) == "a b c"
+        assert timings.ttft_s is not None and timings.ttft_s > 0
+        assert timings.total_s >= timings.ttft_s
+        assert timings.tokens_per_s is not None and timings.tokens_per_s > 0
+        assert timings.prompt_tokens_per_s is not None
+
+    run(go)
+    ((name, usage, timings, error),) = seen
+    assert (name, usage, error) == ("slow", Usage(2, 3), None)
+    assert timings.as_dict()["total_s"] is not None
+
+
+def test_backend_bug_becomes_backend_error(engine: Engine) -> None:
+    errors: list[BaseException | None] = []
+    engine.observers.append(lambda _n, _u, _t, e: errors.append(e))
+    fake(engine).enqueue(KeyError("oops"))
+
+    async def go() -> None:
+        with pytest.raises(BackendError, match="model 'fake' failed"):
+            await drain(engine, "fake", chat())
+        assert engine.get("fake").scheduler.active == 0
+
+    run(go)
+    assert isinstance(errors[0], BackendError)
+
+
+def test_strata_errors_pass_through(engine: Engine) -> None:
+    async def go() -> None:
+        with pytest.raises(ContextWindowExceeded):
+            await drain(engine, "fake", chat(max_tokens=1000))
+
+    run(go)
+
+
+def test_closing_the_stream_frees_the_slot(engine: Engine) -> None:
+    slow = fake(engine, "slow")
+    slow.enqueue(" ".join(["w"] * 50))
+
+    async def go() -> None:
+        stream = engine.generate("slow", chat(), timings=Timings())
+        await anext(stream)
+        assert engine.get("slow").scheduler.active == 1
+        await stream.aclose()  # type: ignore[attr-defined]
+        assert engine.get("slow").scheduler.active == 0
+        assert slow.cancelled == 1
+
+    run(go)
+
+
+def test_idle_model_is_unloaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = ModelSpec(backend="fake", idle_unload_s=0.01)
+    engine = Engine(
+        Settings(bundled_models=False, models={"m": spec, "keep": ModelSpec(backend="fake")})
+    )
+    real_sleep = asyncio.sleep
+
+    async def quick_sleep(delay: float, *args: Any) -> Any:
+        return await real_sleep(min(delay, 0.01), *args)
+
+    monkeypatch.setattr(asyncio, "sleep", quick_sleep)
+
+    async def go() -> None:
+        await engine.startup()
+        await drain(engine, "m", chat())
+        await drain(engine, "keep", chat())
+        m, keep = engine.get("m").backend, engine.get("keep").backend
+        assert m.loaded and keep.loaded
+        while m.loaded:
+            await real_sleep(0.01)
+        assert keep.loaded  # no idle_unload_s: kept
+        await engine.shutdown()
+
+    run(go)
+
+
+def test_no_reaper_without_idle_unload(engine: Engine) -> None:
+    async def go() -> None:
+        await engine.startup()
+        assert engine._reaper is None
+        assert engine.ready
+        await engine.shutdown()
+
+    run(go)
+
+
+def test_local_client(settings: Settings) -> None:
+    async def go() -> None:
+        client = LocalClient(settings)
+        fake(client.engine).enqueue("x y")
+        chunks = [c async for c in client.stream("fake", chat())]
+        assert "".join(c.text for c in chunks) == "x y"
+        assert client.timings.ttft_s is not None
+        cards = await client.models()
+        assert [c["id"] for c in cards] == ["fake", "slow", "base"]
+        assert cards[0]["backend"] == "fake"
+        await client.close()
+
+    run(go)
