@@ -114,7 +114,9 @@ def _client_options(func: F) -> F:
     func = click.option("--url", envvar="STRATA_URL", help="Use a running server (…/v1)")(func)
     func = click.option("--key", envvar="STRATA_API_KEY", help="API key for --url")(func)
     func = click.option("--temperature", type=float, default=0.7, show_default=True)(func)
-    func = click.option("--max-tokens", type=int, default=512, show_default=True)(func)
+    func = click.option(
+        "--max-tokens", type=int, help="Cap on generated tokens (default: the window)"
+    )(func)
     return click.option("--model", "-m", help="Model name (default: settings.default_model)")(func)
 
 
@@ -182,7 +184,7 @@ def ask(
     url: str | None,
     key: str | None,
     temperature: float,
-    max_tokens: int,
+    max_tokens: int | None,
     config_file: Path | None,
     api_keys: tuple[str, ...],
     **flags: Any,
@@ -213,7 +215,7 @@ def complete(
     url: str | None,
     key: str | None,
     temperature: float,
-    max_tokens: int,
+    max_tokens: int | None,
     config_file: Path | None,
     api_keys: tuple[str, ...],
     **flags: Any,
@@ -239,7 +241,7 @@ def chat(
     url: str | None,
     key: str | None,
     temperature: float,
-    max_tokens: int,
+    max_tokens: int | None,
     config_file: Path | None,
     api_keys: tuple[str, ...],
     **flags: Any,

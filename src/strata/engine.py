@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from strata.config import Settings
 from strata.errors import BackendError, InvalidRequest, ModelNotFound, StrataError
 from strata.models.base import Backend, Capability, Chunk, GenerationRequest, Usage
 from strata.models.registry import create_backend
+
+log = logging.getLogger("strata.engine")
 
 
 @dataclass
@@ -60,6 +63,7 @@ class ModelHandle:
         self.scheduler = scheduler
         self.last_used = time.monotonic()
         self.loading = False
+        self.load_error: str | None = None
 
     @property
     def name(self) -> str:
@@ -81,7 +85,7 @@ class Engine:
             self.models[name] = ModelHandle(backend, FairScheduler(concurrency, queue))
         self.observers: list[Observer] = []
         self._starting = 0
-        self._reaper: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def get(self, name: str) -> ModelHandle:
         try:
@@ -97,24 +101,39 @@ class Engine:
         return self._starting == 0
 
     async def startup(self) -> None:
-        """Load the models configured with ``load = "startup"``; start the idle reaper."""
+        """Start loading the ``load = "startup"`` models in the background (the server
+        listens meanwhile and ``/health`` answers 503); start the idle reaper."""
         eager = [h for h in self.models.values() if h.backend.spec.load == "startup"]
         self._starting = len(eager)
         for handle in eager:
             handle.loading = True
+        if eager:
+            self._tasks.append(asyncio.create_task(self._load_eager(eager)))
+        if any(h.backend.spec.idle_unload_s for h in self.models.values()):
+            self._tasks.append(asyncio.create_task(self._reap_idle()))
+
+    async def wait_ready(self) -> None:
+        """Wait for the start-up loads (for callers that need the models in memory)."""
+        while not self.ready:
+            await asyncio.sleep(0.05)
+
+    async def _load_eager(self, eager: list[ModelHandle]) -> None:
+        for handle in eager:
             try:
                 await handle.backend.load()
+            except StrataError as exc:  # keep serving the others; requests retry the load
+                handle.load_error = exc.message
+                log.error("model %s failed to load: %s", handle.name, exc.message)
             finally:
                 handle.loading = False
                 self._starting -= 1
-        if any(h.backend.spec.idle_unload_s for h in self.models.values()):
-            self._reaper = asyncio.create_task(self._reap_idle())
 
     async def shutdown(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+                await task
+        self._tasks.clear()
         for handle in self.models.values():
             await handle.backend.unload()
 

@@ -7,9 +7,11 @@ command to run; in CI (``CI=true``) it fails, so a broken install can never pass
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -49,6 +51,10 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     }
     settings = Settings(home=tmp_path_factory.mktemp("home"), bundled_models=False, models=models)
     with LiveServer(create_app(settings)) as server:
+        deadline = time.monotonic() + 120
+        while httpx.get(server.root + "/health").status_code != 200:  # 503 while loading
+            assert time.monotonic() < deadline, "the model did not load"
+            time.sleep(0.1)
         yield server
 
 

@@ -81,3 +81,16 @@ def test_disconnect_metrics_count_the_error(http: httpx.Client, engine: Engine) 
     metrics = http.get("/metrics").text
     assert 'strata_generations_total{model="slow"} 1' in metrics
     assert 'strata_active_generations{model="slow"} 0' in metrics
+
+
+def test_non_stream_client_that_hangs_up_frees_the_model(live: Any, engine: Engine) -> None:
+    """Without a stream there is no write to fail, so strata watches for the hang-up."""
+    slow = fake(engine, "slow")
+    scheduler = engine.get("slow").scheduler
+    slow.enqueue(LONG)
+    body = {"model": "slow", "messages": [{"role": "user", "content": "go"}]}
+    with pytest.raises(httpx.ReadTimeout), httpx.Client(base_url=live.root) as client:
+        client.post("/v1/chat/completions", json=body, timeout=0.3)
+    wait_until(lambda: slow.cancelled == 1, timeout=1.0, what="the backend to be cancelled")
+    wait_until(lambda: scheduler.active == 0, timeout=1.0, what="the slot to be released")
+    assert slow.tokens_emitted < 20

@@ -146,7 +146,7 @@ def test_idle_model_is_unloaded(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_no_reaper_without_idle_unload(engine: Engine) -> None:
     async def go() -> None:
         await engine.startup()
-        assert engine._reaper is None
+        assert not engine._tasks
         assert engine.ready
         await engine.shutdown()
 

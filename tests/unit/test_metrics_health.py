@@ -15,7 +15,7 @@ from strata.engine import Engine
 from strata.models.fake import FakeBackend
 from strata.serve.app import create_app
 from tests.conftest import LiveServer, fake
-from tests.unit.conftest import http_client
+from tests.unit.conftest import http_client, wait_until
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -35,7 +35,7 @@ def test_health_ok(http: httpx.Client, oai: openai.OpenAI) -> None:
     body = r.json()
     assert body["status"] == "ok"
     assert set(body["models"]) == {"fake", "slow", "base"}
-    assert body["models"]["fake"] == {"loaded": False, "loading": False}
+    assert body["models"]["fake"] == {"loaded": False, "loading": False, "error": None}
     oai.chat.completions.create(model="fake", messages=USER)
     assert http.get("/health").json()["models"]["fake"]["loaded"] is True
 
@@ -71,17 +71,18 @@ def test_health_503_while_a_startup_model_loads(tmp_path: Path) -> None:
             assert r.json() == {
                 "status": "loading",
                 "models": {
-                    "gated": {"loaded": False, "loading": True},
-                    "lazy": {"loaded": False, "loading": False},
+                    "gated": {"loaded": False, "loading": True, "error": None},
+                    "lazy": {"loaded": False, "loading": False, "error": None},
                 },
             }
             metrics = (await client.get("/metrics")).text
             assert metric(metrics, "strata_model_loaded", model="gated") == 0
             gated.release.set()
-            await asyncio.wait_for(startup, timeout=2)
+            await asyncio.wait_for(startup, timeout=2)  # returns at once: loading goes on
+            await asyncio.wait_for(engine.wait_ready(), timeout=2)
             r = await client.get("/health")
             assert r.status_code == 200
-            assert r.json()["models"]["gated"] == {"loaded": True, "loading": False}
+            assert r.json()["models"]["gated"] == {"loaded": True, "loading": False, "error": None}
             await engine.shutdown()
 
     asyncio.run(asyncio.wait_for(go(), timeout=10))
@@ -91,11 +92,10 @@ def test_startup_model_is_loaded_when_serving(tmp_path: Path) -> None:
     models = {"eager": ModelSpec(backend="fake", load="startup"), "lazy": ModelSpec(backend="fake")}
     settings = Settings(home=tmp_path / "home", bundled_models=False, models=models)
     with LiveServer(create_app(settings)) as server, http_client(server.root) as http:
-        r = http.get("/health")
-        assert r.status_code == 200
-        assert r.json()["models"] == {
-            "eager": {"loaded": True, "loading": False},
-            "lazy": {"loaded": False, "loading": False},
+        wait_until(lambda: http.get("/health").status_code == 200)
+        assert http.get("/health").json()["models"] == {
+            "eager": {"loaded": True, "loading": False, "error": None},
+            "lazy": {"loaded": False, "loading": False, "error": None},
         }
 
 

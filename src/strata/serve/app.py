@@ -44,7 +44,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @app.get("/health", summary="200 when ready, 503 while models load")
     async def health(request: Request) -> JSONResponse:
         models = {
-            name: {"loaded": h.backend.loaded, "loading": h.loading}
+            name: {"loaded": h.backend.loaded, "loading": h.loading, "error": h.load_error}
             for name, h in engine.models.items()
         }
         status = "ok" if engine.ready else "loading"

@@ -9,6 +9,12 @@ from strata.engine import Engine, Timings
 from strata.errors import RequestError
 from strata.models.base import Usage
 
+
+def _esc(value: str) -> str:
+    """A Prometheus label value: backslash, quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -59,42 +65,48 @@ class Metrics:
         family("strata_http_requests_total", "counter", "HTTP requests by endpoint and status.")
         for (endpoint, model, status), n in sorted(self.requests.items()):
             lines.append(
-                f'strata_http_requests_total{{endpoint="{endpoint}",model="{model}",'
+                f'strata_http_requests_total{{endpoint="{endpoint}",model="{_esc(model)}",'
                 f'status="{status}"}} {n}'
             )
         family("strata_generations_total", "counter", "Generations started, per model.")
         for model, n in sorted(self.generations.items()):
-            lines.append(f'strata_generations_total{{model="{model}"}} {n}')
+            lines.append(f'strata_generations_total{{model="{_esc(model)}"}} {n}')
         family("strata_generation_errors_total", "counter", "Failed generations by kind.")
         for (model, kind), n in sorted(self.errors.items()):
-            lines.append(f'strata_generation_errors_total{{model="{model}",kind="{kind}"}} {n}')
+            lines.append(
+                f'strata_generation_errors_total{{model="{_esc(model)}",kind="{kind}"}} {n}'
+            )
         family("strata_prompt_tokens_total", "counter", "Prompt tokens processed.")
         for model, n in sorted(self.tokens_in.items()):
-            lines.append(f'strata_prompt_tokens_total{{model="{model}"}} {n}')
+            lines.append(f'strata_prompt_tokens_total{{model="{_esc(model)}"}} {n}')
         family("strata_completion_tokens_total", "counter", "Completion tokens generated.")
         for model, n in sorted(self.tokens_out.items()):
-            lines.append(f'strata_completion_tokens_total{{model="{model}"}} {n}')
+            lines.append(f'strata_completion_tokens_total{{model="{_esc(model)}"}} {n}')
         family("strata_time_to_first_token_seconds", "histogram", "Time to first token.")
         for model, buckets in sorted(self.ttft_buckets.items()):
             for bound, count in zip((*TTFT_BUCKETS, "+Inf"), buckets, strict=True):
                 lines.append(
-                    f'strata_time_to_first_token_seconds_bucket{{model="{model}",le="{bound}"}} '
-                    f"{count}"
+                    f"strata_time_to_first_token_seconds_bucket"
+                    f'{{model="{_esc(model)}",le="{bound}"}} {count}'
                 )
             lines.append(
-                f'strata_time_to_first_token_seconds_sum{{model="{model}"}} '
+                f'strata_time_to_first_token_seconds_sum{{model="{_esc(model)}"}} '
                 f"{self.ttft_sum[model]:.6f}"
             )
             lines.append(
-                f'strata_time_to_first_token_seconds_count{{model="{model}"}} {buckets[-1]}'
+                f'strata_time_to_first_token_seconds_count{{model="{_esc(model)}"}} {buckets[-1]}'
             )
         family("strata_queue_depth", "gauge", "Requests waiting for a model.")
         for name, handle in sorted(self.engine.models.items()):
-            lines.append(f'strata_queue_depth{{model="{name}"}} {handle.scheduler.depth}')
+            lines.append(f'strata_queue_depth{{model="{_esc(name)}"}} {handle.scheduler.depth}')
         family("strata_active_generations", "gauge", "Generations running now.")
         for name, handle in sorted(self.engine.models.items()):
-            lines.append(f'strata_active_generations{{model="{name}"}} {handle.scheduler.active}')
+            lines.append(
+                f'strata_active_generations{{model="{_esc(name)}"}} {handle.scheduler.active}'
+            )
         family("strata_model_loaded", "gauge", "1 when the model's weights are in memory.")
         for name, handle in sorted(self.engine.models.items()):
-            lines.append(f'strata_model_loaded{{model="{name}"}} {int(handle.backend.loaded)}')
+            lines.append(
+                f'strata_model_loaded{{model="{_esc(name)}"}} {int(handle.backend.loaded)}'
+            )
         return "\n".join(lines) + "\n"

@@ -38,6 +38,8 @@ from strata.serve.schemas import (
     ModelList,
 )
 
+CLIENT_CLOSED = 499  # nginx's code for "client closed request"; never reaches the client
+
 router = APIRouter(prefix="/v1", dependencies=[Depends(client_key)])
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -85,16 +87,35 @@ async def _collect(
     return collected
 
 
-async def _collect_all(jobs: Sequence[Awaitable[convert.Collected]]) -> list[convert.Collected]:
-    """Run the n choices together; when one fails (a full queue, say), stop the others
-    rather than let them hold the model for an answer nobody will receive."""
+class ClientGone(Exception):
+    """The client hung up before a non-streamed answer was ready."""
+
+
+async def _disconnected(request: Request) -> None:
+    # The body is already read, so the next ASGI message is the client's hang-up.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _collect_all(
+    request: Request, jobs: Sequence[Awaitable[convert.Collected]]
+) -> list[convert.Collected]:
+    """Run the n choices together. When one fails (a full queue, say) or the client hangs
+    up, stop the rest rather than let them hold the model for an answer nobody receives."""
     tasks = [asyncio.ensure_future(job) for job in jobs]
+    gathered = asyncio.gather(*tasks)
+    watcher = asyncio.ensure_future(_disconnected(request))
     try:
-        return await asyncio.gather(*tasks)
+        both: set[asyncio.Future[Any]] = {gathered, watcher}
+        await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+        if not gathered.done():
+            raise ClientGone
+        return gathered.result()
     finally:
+        watcher.cancel()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(watcher, *tasks, return_exceptions=True)
 
 
 async def _prime(agen: AsyncIterator[Chunk]) -> Chunk:
@@ -125,11 +146,14 @@ async def chat_completions(
             return await _stream_chat(engine, body.model, gen, body.n, key, rid, include_usage)
         timings = Timings()
         results = await _collect_all(
-            [_collect(engine, body.model, gen, key, timings) for _ in range(body.n)]
+            request, [_collect(engine, body.model, gen, key, timings) for _ in range(body.n)]
         )
     except StrataError as exc:
         metrics.observe_request("chat", body.model, exc.status_code)
         return strata_error_response(exc)
+    except ClientGone:
+        metrics.observe_request("chat", body.model, CLIENT_CLOSED)
+        return Response(status_code=CLIENT_CLOSED)
     metrics.observe_request("chat", body.model, 200)
     choices = []
     for i, c in enumerate(results):
@@ -226,10 +250,13 @@ async def completions(
             return await _stream_completion(engine, body, gens, key, rid)
         timings = Timings()
         jobs = [_collect(engine, body.model, g, key, timings) for g in gens for _ in range(body.n)]
-        results = await _collect_all(jobs)
+        results = await _collect_all(request, jobs)
     except StrataError as exc:
         metrics.observe_request("completions", body.model, exc.status_code)
         return strata_error_response(exc)
+    except ClientGone:
+        metrics.observe_request("completions", body.model, CLIENT_CLOSED)
+        return Response(status_code=CLIENT_CLOSED)
     metrics.observe_request("completions", body.model, 200)
     choices = []
     for i, c in enumerate(results):
