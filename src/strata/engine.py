@@ -174,6 +174,7 @@ class Engine:
         self.check(handle, request)
         started = time.perf_counter()
         usage: Usage | None = None
+        pieces = 0
         error: BaseException | None = None
         try:
             async with handle.scheduler.slot(key):
@@ -184,6 +185,8 @@ class Engine:
                 try:
                     async for chunk in stream:
                         now = time.perf_counter()
+                        if chunk.text:
+                            pieces += 1
                         if timings.ttft_s is None and (chunk.text or chunk.finish_reason):
                             timings.ttft_s = now - run_start
                         if chunk.usage is not None:
@@ -201,7 +204,8 @@ class Engine:
                     if aclose is not None:
                         await aclose()
                 timings.total_s = time.perf_counter() - run_start
-                if usage is not None and timings.ttft_s:
+                # One chunk (a non-streamed remote answer) says nothing about the token rate.
+                if usage is not None and timings.ttft_s and pieces > 1:
                     timings.prompt_tokens_per_s = usage.prompt_tokens / timings.ttft_s
                     decode_s = timings.total_s - timings.ttft_s
                     if usage.completion_tokens > 1 and decode_s > 0:

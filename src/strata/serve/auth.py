@@ -10,8 +10,11 @@ from fastapi import Request
 from strata.errors import AuthenticationFailed
 
 
-def client_key(request: Request) -> str:
-    """The caller's identity for admission; raises 401 when keys are required and wrong."""
+async def client_key(request: Request) -> str:
+    """The caller's identity for admission; raises 401 when keys are required and wrong.
+
+    ``async`` on purpose: FastAPI runs a plain ``def`` dependency on a worker thread, and that
+    hop cost more than everything else strata does per request."""
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header[:7].lower() == "bearer " else ""
     accepted: list[str] = request.app.state.settings.api_keys
