@@ -1,0 +1,728 @@
+"""Gateway overhead: what strata costs in front of a remote model, next to LiteLLM.
+
+Why: for a remote model strata's job is admission, accounting and one API, and all of it
+should be close to free. This benchmark puts one instant, canned OpenAI-compatible backend
+behind four targets and measures each on loopback with the same chat request:
+
+* ``direct``: the canned backend itself (the floor);
+* ``strata``: ``strata serve`` with the backend configured as an ``openai`` model;
+* ``litellm``: LiteLLM's proxy, installed in its own venv (``.venv-bench-litellm``) so its
+  pins can never disturb strata's environment;
+* ``passthrough``: a bare Starlette + httpx forwarder, the least any Python gateway does.
+
+Per target: latency p50/p99 at concurrency 1 (one keep-alive ``httpx.Client``, as an SDK user
+would) and requests/s at concurrency 16. Throughput is driven by a minimal raw asyncio
+HTTP/1.1 client, because the load generator shares the CPUs with the servers and httpx's own
+per-request cost would otherwise dominate what is measured. The machine is small and noisy,
+so targets are interleaved round by round (rotating the order) and the medians across rounds
+are reported. The issue's targets: strata adds at most 1.5 ms p50 over direct and serves at
+least 4x LiteLLM's requests/s at concurrency 16.
+
+Usage: ``python bench/gateway_overhead.py --json OUT [--requests N] [--seconds S]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import httpx
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from _common import (
+    REPO_ROOT,
+    ProcessGroup,
+    ServerProcess,
+    free_port,
+    interrupts_end_the_run,
+    median,
+    percentile,
+    wait_http,
+    write_json,
+)
+
+T = TypeVar("T")
+
+TARGETS = ("direct", "strata", "litellm", "passthrough")
+MODEL = "canned"
+HOST = "127.0.0.1"
+CHAT_PATH = "/v1/chat/completions"
+REQUEST_BODY: dict[str, Any] = {
+    "model": MODEL,
+    "messages": [{"role": "user", "content": "Say hello in one word."}],
+    "max_tokens": 16,
+}
+BODY_BYTES = json.dumps(REQUEST_BODY, separators=(",", ":")).encode()
+HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
+CONCURRENCY = 16
+MAX_STRATA_ADDED_P50_MS = 1.5
+MIN_STRATA_VS_LITELLM_RPS = 4.0
+
+LITELLM_VENV = REPO_ROOT / ".venv-bench-litellm"
+LITELLM_INSTALL_TIMEOUT_S = 1200.0
+READY_TIMEOUT_S = {"direct": 30.0, "strata": 60.0, "litellm": 180.0, "passthrough": 30.0}
+# What a target that misbehaves (dies, hangs, answers garbage) can raise while measured.
+FAILURES = (
+    httpx.HTTPError,
+    OSError,
+    RuntimeError,
+    TimeoutError,
+    EOFError,
+    ValueError,
+    KeyError,
+    asyncio.LimitOverrunError,
+)
+
+
+# ---- the canned backend (runs in a child process) ----------------------------------------
+
+
+def _canned_responses() -> tuple[bytes, bytes]:
+    completion = {
+        "id": "chatcmpl-canned",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": MODEL,
+        "system_fingerprint": "canned",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello!", "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 13, "completion_tokens": 3, "total_tokens": 16},
+    }
+    models = {
+        "object": "list",
+        "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "bench"}],
+    }
+
+    def response(payload: dict[str, Any]) -> bytes:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        head = (
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: keep-alive\r\n\r\n"
+        )
+        return head.encode() + body
+
+    return response(completion), response(models)
+
+
+def _chunked_end(buffer: bytearray, start: int) -> int | None:
+    """Index just past a chunked body that begins at ``start``; None while incomplete."""
+    pos = start
+    while True:
+        line_end = buffer.find(b"\r\n", pos)
+        if line_end < 0:
+            return None
+        size = int(bytes(buffer[pos:line_end]).split(b";")[0], 16)
+        pos = line_end + 2
+        if size == 0:
+            trailer_end = buffer.find(b"\r\n", pos)  # no trailers expected: just CRLF
+            return None if trailer_end < 0 else trailer_end + 2
+        if len(buffer) < pos + size + 2:
+            return None
+        pos += size + 2
+
+
+class CannedProtocol(asyncio.Protocol):
+    """HTTP/1.1 with keep-alive: answers any POST with one fixed chat.completion, any GET
+    with a model list. Raw asyncio (plus uvloop) so the backend is never the bottleneck."""
+
+    completion, models = _canned_responses()
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        while True:
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = bytes(self.buffer[:head_end]).lower()
+            body_start = head_end + 4
+            if b"\r\ntransfer-encoding: chunked" in head:
+                end = _chunked_end(self.buffer, body_start)
+                if end is None:
+                    return
+            else:
+                length = 0
+                at = head.find(b"\r\ncontent-length:")
+                if at >= 0:
+                    line_end = head.find(b"\r\n", at + 2)
+                    length = int(head[at + 17 : line_end if line_end >= 0 else None])
+                end = body_start + length
+                if len(self.buffer) < end:
+                    return
+            del self.buffer[:end]
+            self.transport.write(self.models if head.startswith(b"get ") else self.completion)
+            if b"\r\nconnection: close" in head:
+                self.transport.close()
+                return
+
+
+async def _serve_backend(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(CannedProtocol, HOST, port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+
+# ---- the bare pass-through proxy (runs in a child process) -------------------------------
+
+
+def _serve_passthrough(port: int, upstream: str) -> None:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    client = httpx.AsyncClient(base_url=upstream, limits=limits)
+
+    async def chat(request: Request) -> Response:
+        answer = await client.post(
+            "/chat/completions",
+            content=await request.body(),
+            headers={"content-type": "application/json"},
+        )
+        return Response(answer.content, answer.status_code, media_type="application/json")
+
+    async def health(request: Request) -> Response:
+        return Response(b"ok")
+
+    routes = [Route(CHAT_PATH, chat, methods=["POST"]), Route("/health", health)]
+    uvicorn.run(Starlette(routes=routes), host=HOST, port=port, log_level="warning")
+
+
+# ---- measurement -------------------------------------------------------------------------
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop when it is installed (it is, with uvicorn[standard])."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+@dataclass
+class Target:
+    name: str
+    port: int = 0
+    process: ServerProcess | None = None
+    error: str | None = None
+    client: httpx.Client | None = None
+    p50_ms: list[float] = field(default_factory=list)
+    p99_ms: list[float] = field(default_factory=list)
+    rps: list[float] = field(default_factory=list)
+    errors: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}{CHAT_PATH}"
+
+    def http(self) -> httpx.Client:
+        if self.client is None:
+            self.client = httpx.Client(headers=HEADERS, timeout=30.0)
+        return self.client
+
+    def result(self) -> dict[str, Any]:
+        if self.error is not None or not self.p50_ms or not self.rps:
+            return {"error": self.error or "no measurements"}
+        return {
+            "p50_ms": round(median(self.p50_ms), 3),
+            "p99_ms": round(median(self.p99_ms), 3),
+            "rps_c16": round(median(self.rps), 1),
+            "errors": self.errors,
+            "rounds": {
+                "p50_ms": [round(v, 3) for v in self.p50_ms],
+                "p99_ms": [round(v, 3) for v in self.p99_ms],
+                "rps_c16": [round(v, 1) for v in self.rps],
+            },
+        }
+
+
+def check_answer(target: Target) -> None:
+    """One request; the answer must be a chat.completion with content and usage."""
+    response = target.http().post(target.url, content=BODY_BYTES)
+    if response.status_code != 200:
+        raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
+    payload = response.json()
+    content = payload["choices"][0]["message"]["content"]
+    if not content or not payload.get("usage"):
+        raise RuntimeError(f"unexpected answer: {response.text[:300]}")
+
+
+def latency_c1(target: Target, requests: int, warmup: int) -> list[float]:
+    """Sequential requests on one keep-alive client; the timed ones' latencies in ms."""
+    client = target.http()
+    samples: list[float] = []
+    for i in range(warmup + requests):
+        started = time.perf_counter()
+        response = client.post(target.url, content=BODY_BYTES)
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        if response.status_code != 200:
+            target.errors += 1
+            if target.errors > 10:
+                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
+            continue
+        if i >= warmup:
+            samples.append(elapsed_ms)
+    return samples
+
+
+def _raw_request(port: int) -> bytes:
+    head = (
+        f"POST {CHAT_PATH} HTTP/1.1\r\nhost: {HOST}:{port}\r\n"
+        f"content-type: application/json\r\nauthorization: {HEADERS['authorization']}\r\n"
+        f"content-length: {len(BODY_BYTES)}\r\n\r\n"
+    )
+    return head.encode() + BODY_BYTES
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Read one response; its status and whether the connection stays open."""
+    head = (await reader.readuntil(b"\r\n\r\n")).lower()
+    status = int(head[9:12])
+    if b"\r\ntransfer-encoding: chunked" in head:
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                break
+            await reader.readexactly(size + 2)
+    else:
+        at = head.find(b"\r\ncontent-length:")
+        length = int(head[at + 17 : head.find(b"\r\n", at + 2)]) if at >= 0 else 0
+        await reader.readexactly(length)
+    return status, b"\r\nconnection: close" not in head
+
+
+async def _throughput(port: int, concurrency: int, seconds: float) -> tuple[int, int, float]:
+    """``concurrency`` keep-alive connections, each sending its next request as soon as the
+    last one is answered, for ``seconds``; (answered 200, other answers, elapsed seconds)."""
+    request = _raw_request(port)
+    ok = bad = 0
+    connections = [await asyncio.open_connection(HOST, port) for _ in range(concurrency)]
+
+    async def worker(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+        nonlocal ok, bad
+        reader, writer = conn
+        try:
+            while time.perf_counter() < deadline:
+                writer.write(request)
+                status, keep_alive = await _read_response(reader)
+                if status == 200:
+                    ok += 1
+                else:
+                    bad += 1
+                if not keep_alive:
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(HOST, port)
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    deadline = started + seconds
+    async with asyncio.timeout(seconds + 30.0), asyncio.TaskGroup() as group:
+        for conn in connections:
+            group.create_task(worker(conn))
+    return ok, bad, time.perf_counter() - started
+
+
+def rps_c16(target: Target, seconds: float, warmup_s: float) -> float:
+    if warmup_s > 0:
+        run_async(_throughput(target.port, CONCURRENCY, warmup_s))
+    ok, bad, elapsed = run_async(_throughput(target.port, CONCURRENCY, seconds))
+    target.errors += bad
+    if ok == 0:
+        raise RuntimeError(f"no successful answers at concurrency {CONCURRENCY} ({bad} errors)")
+    return ok / elapsed
+
+
+# ---- starting the targets ----------------------------------------------------------------
+
+
+def bench_argv(*args: str) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), *args]
+
+
+def start_direct(group: ProcessGroup, target: Target) -> None:
+    target.port = free_port()
+    target.process = group.start("direct", bench_argv("--serve-backend", str(target.port)))
+    wait_http(
+        f"http://{HOST}:{target.port}/v1/models",
+        target.process,
+        timeout_s=READY_TIMEOUT_S["direct"],
+    )
+
+
+def start_strata(group: ProcessGroup, target: Target, backend_url: str, work: Path) -> None:
+    config = work / "strata.toml"
+    config.write_text(
+        "bundled_models = false\n"
+        f'default_model = "{MODEL}"\n\n'
+        f"[models.{MODEL}]\n"
+        'backend = "openai"\n'
+        f'url = "{backend_url}"\n'
+        "max_concurrency = 64\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
+    env["STRATA_HOME"] = str(work / "strata-home")
+    target.port = free_port()
+    argv = [sys.executable, "-m", "strata", "serve", "--config", str(config)]
+    argv += ["--port", str(target.port), "--log-level", "warning"]
+    target.process = group.start("strata", argv, env=env)
+    wait_http(
+        f"http://{HOST}:{target.port}/health", target.process, timeout_s=READY_TIMEOUT_S["strata"]
+    )
+
+
+def ensure_litellm(log: Path) -> Path:
+    """LiteLLM's proxy in its own venv at the repo root, installed once; its CLI's path."""
+    exe = LITELLM_VENV / "bin" / "litellm"
+    if exe.exists():
+        return exe
+    python = LITELLM_VENV / "bin" / "python"
+    steps = [
+        [sys.executable, "-m", "venv", str(LITELLM_VENV)],
+        [str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
+        [str(python), "-m", "pip", "install", "--quiet", "litellm[proxy]"],
+    ]
+    deadline = time.monotonic() + LITELLM_INSTALL_TIMEOUT_S
+    with log.open("ab") as out:
+        for step in steps:
+            remaining = max(1.0, deadline - time.monotonic())
+            try:
+                done = subprocess.run(
+                    step, stdout=out, stderr=subprocess.STDOUT, timeout=remaining, check=False
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise RuntimeError(f"installing LiteLLM timed out: {' '.join(step)}") from exc
+            if done.returncode != 0:
+                tail = log.read_text(errors="replace")[-800:].strip()
+                raise RuntimeError(f"installing LiteLLM failed ({' '.join(step)}): {tail}")
+    if not exe.exists():
+        raise RuntimeError(f"LiteLLM installed but {exe} is missing")
+    return exe
+
+
+def start_litellm(group: ProcessGroup, target: Target, backend_url: str, work: Path) -> None:
+    exe = ensure_litellm(work / "litellm-install.log")
+    config = work / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        f"  - model_name: {MODEL}\n"
+        "    litellm_params:\n"
+        f"      model: openai/{MODEL}\n"
+        f"      api_base: {backend_url}\n"
+        "      api_key: x\n"
+        "litellm_settings:\n"
+        "  telemetry: false\n"
+        "  set_verbose: false\n"
+        "  json_logs: false\n"
+        "  turn_off_message_logging: true\n"
+        "  request_timeout: 30\n"
+        "general_settings:\n"
+        "  disable_spend_logs: true\n"
+        "  disable_error_logs: true\n"
+        # No auth, like the strata target (no api_keys): LiteLLM refuses that unless told.
+        "  dangerously_permit_weak_or_unset_master_key: true\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LITELLM_", "OPENAI_"))}
+    env.update(
+        LITELLM_LOG="ERROR",
+        LITELLM_LOCAL_MODEL_COST_MAP="True",  # offline: skip fetching prices at import
+        LITELLM_TELEMETRY="False",
+        LITELLM_MODE="PRODUCTION",
+        DO_NOT_TRACK="1",
+        NO_DOCS="True",
+    )
+    target.port = free_port()
+    argv = [str(exe), "--config", str(config), "--host", HOST, "--port", str(target.port)]
+    target.process = group.start("litellm", argv, env=env)
+    wait_http(
+        f"http://{HOST}:{target.port}/health/liveliness",
+        target.process,
+        timeout_s=READY_TIMEOUT_S["litellm"],
+    )
+
+
+def start_passthrough(group: ProcessGroup, target: Target, backend_url: str) -> None:
+    target.port = free_port()
+    argv = bench_argv("--serve-passthrough", str(target.port), "--upstream", backend_url)
+    target.process = group.start("passthrough", argv)
+    wait_http(
+        f"http://{HOST}:{target.port}/health",
+        target.process,
+        timeout_s=READY_TIMEOUT_S["passthrough"],
+    )
+
+
+# ---- report ------------------------------------------------------------------------------
+
+
+def summarize(targets: dict[str, Target], meta: dict[str, Any]) -> dict[str, Any]:
+    results: dict[str, Any] = {name: targets[name].result() for name in TARGETS}
+
+    def value(name: str, key: str) -> float | None:
+        entry = results[name]
+        return None if "error" in entry else float(entry[key])
+
+    def diff(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round(a - b, 3)
+
+    direct_p50 = value("direct", "p50_ms")
+    strata_rps, litellm_rps = value("strata", "rps_c16"), value("litellm", "rps_c16")
+    results["strata_added_p50_ms"] = diff(value("strata", "p50_ms"), direct_p50)
+    results["litellm_added_p50_ms"] = diff(value("litellm", "p50_ms"), direct_p50)
+    results["passthrough_added_p50_ms"] = diff(value("passthrough", "p50_ms"), direct_p50)
+    results["strata_vs_litellm_rps"] = (
+        round(strata_rps / litellm_rps, 2) if strata_rps and litellm_rps else None
+    )
+    added = results["strata_added_p50_ms"]
+    ratio = results["strata_vs_litellm_rps"]
+    results["targets"] = {
+        "strata_added_p50_ms_max": MAX_STRATA_ADDED_P50_MS,
+        "strata_vs_litellm_rps_min": MIN_STRATA_VS_LITELLM_RPS,
+        "latency_met": None if added is None else added <= MAX_STRATA_ADDED_P50_MS,
+        "throughput_met": None if ratio is None else ratio >= MIN_STRATA_VS_LITELLM_RPS,
+    }
+    results["meta"] = meta
+    return results
+
+
+def print_table(console: Console, results: dict[str, Any]) -> None:
+    table = Table(title="Gateway overhead (canned instant backend, loopback)")
+    columns = ("target", "p50_ms", "p99_ms", "rps_c16", "+p50 vs direct", "rps vs litellm")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "target" else "right")
+    direct, litellm = results["direct"], results["litellm"]
+    for name in TARGETS:
+        entry = results[name]
+        if "error" in entry:
+            table.add_row(name, "error", "-", "-", "-", "-")
+            continue
+        added = "-" if "error" in direct else f"{entry['p50_ms'] - direct['p50_ms']:+.3f} ms"
+        ratio = "-" if "error" in litellm else f"{entry['rps_c16'] / litellm['rps_c16']:.2f}x"
+        table.add_row(
+            name,
+            f"{entry['p50_ms']:.3f}",
+            f"{entry['p99_ms']:.3f}",
+            f"{entry['rps_c16']:.0f}",
+            added,
+            ratio,
+        )
+    console.print(table)
+    for name in TARGETS:
+        if "error" in results[name]:
+            console.print(f"[red]{name}: {results[name]['error']}[/red]")
+    goals = results["targets"]
+    added, ratio = results["strata_added_p50_ms"], results["strata_vs_litellm_rps"]
+
+    def verdict(met: bool | None) -> str:
+        if met is None:
+            return "n/a"
+        return "[green]met[/green]" if met else "[red]missed[/red]"
+
+    added_text = "n/a" if added is None else f"{added:.3f} ms"
+    ratio_text = "n/a" if ratio is None else f"{ratio:.2f}x"
+    console.print(
+        f"strata adds {added_text} p50 over direct (target <= {MAX_STRATA_ADDED_P50_MS} ms): "
+        f"{verdict(goals['latency_met'])}"
+    )
+    console.print(
+        f"strata serves {ratio_text} LiteLLM's requests/s at c{CONCURRENCY} "
+        f"(target >= {MIN_STRATA_VS_LITELLM_RPS:g}x): {verdict(goals['throughput_met'])}"
+    )
+
+
+# ---- main --------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    parser.add_argument("--json", type=Path, help="write the results here (JSON)")
+    parser.add_argument(
+        "--requests", type=int, default=500, help="timed c1 requests per target per round"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=8.0, help="timed c16 seconds per target per round"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM row")
+    parser.add_argument("--logs", type=Path, help="keep the servers' logs in this folder")
+    # Internal: the child servers are this same file.
+    parser.add_argument("--serve-backend", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-passthrough", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--upstream", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    serving = args.serve_backend is not None or args.serve_passthrough is not None
+    if not serving and args.json is None:
+        parser.error("--json OUT is required")
+    if args.requests < 1 or args.seconds <= 0 or args.rounds < 1:
+        parser.error("--requests, --seconds and --rounds must be positive")
+    return args
+
+
+def measure(
+    targets: dict[str, Target], args: argparse.Namespace, progress: Progress, console: Console
+) -> None:
+    live = [t for t in targets.values() if t.error is None]
+    task = progress.add_task("measuring", total=args.rounds * len(live) * 2)
+    warmup_requests = min(50, args.requests)
+    warmup_s = min(1.0, args.seconds / 4)
+    for round_no in range(args.rounds):
+        shift = round_no % len(live) if live else 0
+        order = live[shift:] + live[:shift]
+        for phase in ("c1", "c16"):
+            for target in order:
+                label = f"round {round_no + 1}/{args.rounds} · {target.name} · {phase}"
+                progress.update(task, description=label)
+                if target.error is None:
+                    try:
+                        if phase == "c1":
+                            samples = latency_c1(target, args.requests, warmup_requests)
+                            target.p50_ms.append(percentile(samples, 50))
+                            target.p99_ms.append(percentile(samples, 99))
+                        else:
+                            target.rps.append(rps_c16(target, args.seconds, warmup_s))
+                    except FAILURES as exc:
+                        target.error = f"{phase} failed: {type(exc).__name__}: {exc}"
+                        console.print(f"[red]{target.name}: {target.error}[/red]")
+                progress.advance(task)
+
+
+def start_all(
+    group: ProcessGroup,
+    targets: dict[str, Target],
+    args: argparse.Namespace,
+    work: Path,
+    progress: Progress,
+) -> None:
+    direct = targets["direct"]
+    task = progress.add_task("starting the canned backend", total=len(TARGETS))
+    start_direct(group, direct)  # everything else depends on it: a failure ends the run
+    check_answer(direct)
+    progress.advance(task)
+    backend_url = f"http://{HOST}:{direct.port}/v1"
+    steps = {
+        "strata": lambda t: start_strata(group, t, backend_url, work),
+        "litellm": lambda t: start_litellm(group, t, backend_url, work),
+        "passthrough": lambda t: start_passthrough(group, t, backend_url),
+    }
+    for name, start in steps.items():
+        target = targets[name]
+        if name == "litellm" and args.no_litellm:
+            target.error = "skipped (--no-litellm)"
+            progress.advance(task)
+            continue
+        exe = LITELLM_VENV / "bin" / "litellm"
+        first_install = name == "litellm" and not exe.exists()
+        what = "installing LiteLLM into .venv-bench-litellm (one time)" if first_install else ""
+        progress.update(task, description=what or f"starting {name}")
+        try:
+            start(target)
+            check_answer(target)
+            latency_c1(target, 100, 0)  # initial warm-up (imports, pools, caches)
+            rps_c16(target, 1.0, 0.0)
+        except FAILURES as exc:
+            target.error = f"{type(exc).__name__}: {exc}"
+            progress.console.print(f"[red]{name} unavailable: {target.error}[/red]")
+        progress.advance(task)
+    latency_c1(direct, 100, 0)
+    rps_c16(direct, 1.0, 0.0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve_backend is not None:
+        run_async(_serve_backend(args.serve_backend))
+        return 0
+    if args.serve_passthrough is not None:
+        _serve_passthrough(args.serve_passthrough, args.upstream)
+        return 0
+
+    console = Console()
+    began = time.perf_counter()
+    targets = {name: Target(name) for name in TARGETS}
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with (
+        interrupts_end_the_run(),
+        tempfile.TemporaryDirectory(prefix="strata-bench-") as tmp,
+        ProcessGroup(args.logs or Path(tmp)) as group,
+    ):
+        work = Path(tmp)
+        if args.logs is not None:
+            args.logs.mkdir(parents=True, exist_ok=True)
+        try:
+            with Progress(*columns, console=console, transient=False) as progress:
+                start_all(group, targets, args, work, progress)
+                measure(targets, args, progress, console)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted: stopping servers[/yellow]")
+            return 130
+        except FAILURES as exc:  # only the canned backend's own start gets here
+            console.print(f"[red]error: {type(exc).__name__}: {exc}[/red]")
+            return 1
+        finally:
+            for target in targets.values():
+                if target.client is not None:
+                    target.client.close()
+            group.close()
+
+    meta = {
+        "rounds": args.rounds,
+        "requests_per_round": args.requests,
+        "seconds_per_round": args.seconds,
+        "concurrency": CONCURRENCY,
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "duration_s": round(time.perf_counter() - began, 1),
+    }
+    results = summarize(targets, meta)
+    print_table(console, results)
+    write_json(args.json, results)
+    console.print(f"wrote {args.json} in {meta['duration_s']:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
