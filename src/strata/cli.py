@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -107,6 +108,8 @@ def serve(
 def _client(settings: Settings, url: str | None, key: str | None) -> Any:
     from strata.client import HTTPClient, LocalClient
 
+    # In a terminal conversation llama.cpp's load-time warnings are noise; errors still show.
+    logging.getLogger("strata.llama").setLevel(logging.ERROR)
     return HTTPClient(url, key) if url else LocalClient(settings)
 
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import gc
 import json
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -107,6 +109,7 @@ class LlamaBackend(Backend):
             raise ModelLoadError(
                 "local models need llama-cpp-python: pip install 'strata[local]'"
             ) from exc
+        _route_llama_logs()
         kwargs: dict[str, Any] = {
             "n_ctx": self.spec.n_ctx,
             "n_threads": self.spec.n_threads or os.cpu_count() or 1,
@@ -310,6 +313,30 @@ class LlamaBackend(Backend):
     def _top(self, token: int, logprob: float) -> TopLogprob:
         piece: bytes = self._llm.detokenize([token])
         return TopLogprob(piece.decode(errors="replace"), logprob, list(piece))
+
+
+# ggml's levels: 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continuation.
+_LOG_LEVELS = {2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+@functools.cache
+def _route_llama_logs() -> Any:
+    """Send llama.cpp's C-level log lines to the ``strata.llama`` logger (warnings and errors
+    keep their level, chatter becomes DEBUG) instead of straight to stderr, where
+    llama-cpp-python prints some of them even with ``verbose=False``. Cached: runs once, and
+    the cache keeps the ctypes callback alive for as long as llama.cpp may call it."""
+    import ctypes
+
+    import llama_cpp
+
+    logger = logging.getLogger("strata.llama")
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def forward(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+        message = text.decode("utf-8", errors="replace").rstrip()
+        if message:
+            logger.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", message)
+
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+    return forward
 
 
 def _last_logits(llama_cpp: Any, ctx: Any, n_vocab: int) -> np.ndarray:
