@@ -78,20 +78,27 @@ class ModelSpec(BaseModel):
         return self
 
 
+BUNDLED_IDLE_UNLOAD_S = 900.0
+
+
 def default_models() -> dict[str, ModelSpec]:
+    """The offline defaults; each releases its memory after 15 idle minutes."""
     return {
         "small": ModelSpec(
             bundled="qwen2.5-coder-0.5b-instruct",
             description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M (edge tier)",
+            idle_unload_s=BUNDLED_IDLE_UNLOAD_S,
         ),
         "big": ModelSpec(
             bundled="qwen2.5-coder-1.5b-instruct",
             description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M (big tier)",
+            idle_unload_s=BUNDLED_IDLE_UNLOAD_S,
         ),
         "base": ModelSpec(
             bundled="gemma-3-270m",
             description="Gemma 3 270M base Q4_K_M (completions)",
             n_ctx=2048,
+            idle_unload_s=BUNDLED_IDLE_UNLOAD_S,
             capabilities=["completion", "logprobs", "streaming", "json_schema"],
         ),
     }
