@@ -14,8 +14,6 @@ import argparse
 import http.client
 import json
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,11 +22,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from _common import ProcessGroup, free_port, interrupts_end_the_run, median, wait_http, write_json
 from strata import catalog
 from strata.config import default_home
 
@@ -167,38 +165,15 @@ def strata_runner(
     return run
 
 
-def start_strata(paths: dict[str, Path], port: int) -> subprocess.Popen[bytes]:
-    config = Path(tempfile.mkdtemp()) / "strata.toml"
+def start_strata(group: ProcessGroup, paths: dict[str, Path], port: int, work: Path) -> None:
+    config = work / "strata.toml"
     lines = ["bundled_models = false"]
     for name, path in paths.items():
         lines += [f"[models.{name}]", f'path = "{path}"', f"n_ctx = {N_CTX}", 'load = "startup"']
     config.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "strata",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-    )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit("strata server exited during start-up")
-        time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("strata server did not become healthy")
+    argv = [sys.executable, "-m", "strata", "serve", "--config", str(config), "--port", str(port)]
+    server = group.start("strata", [*argv, "--log-level", "warning"])
+    wait_http(f"http://127.0.0.1:{port}/health", server, timeout_s=300)  # 503 while loading
 
 
 def main() -> None:
@@ -207,7 +182,6 @@ def main() -> None:
     parser.add_argument("--models", default="small,big")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--port", type=int, default=8765)
     parser.add_argument(
         "--home", type=Path, default=Path(os.environ.get("STRATA_HOME") or default_home())
     )
@@ -217,10 +191,11 @@ def main() -> None:
     for name in args.models.split(","):
         model = catalog.lookup(BUNDLED[name])
         paths[name] = catalog.assemble(model, args.home)
-    proc = start_strata(paths, args.port)
-    url = f"http://127.0.0.1:{args.port}/v1"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
     results: dict[str, dict[str, float]] = {}
-    try:
+    with interrupts_end_the_run(), ProcessGroup(Path(tempfile.mkdtemp())) as group:
+        start_strata(group, paths, port, group.log_dir)
         with Progress(console=console) as progress:
             for name, path in paths.items():
                 sides = {
@@ -240,7 +215,7 @@ def main() -> None:
                         progress.advance(task)
 
                 def med(side: str, attr: str, got: dict[str, list[Sample]] = samples) -> float:
-                    return round(statistics.median(getattr(s, attr) for s in got[side]), 2)
+                    return round(median([getattr(s, attr) for s in got[side]]), 2)
 
                 results[name] = {
                     "direct_gen_tps": med("direct", "gen_tps"),
@@ -251,9 +226,6 @@ def main() -> None:
                     "llama_cpp_gen_tps_logprobs": med("llama_cpp_logprobs", "gen_tps"),
                 }
                 del sides
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
     table = Table(title="local speed (tokens/s, medians)")
     for col in (
@@ -283,8 +255,7 @@ def main() -> None:
             f"{r['llama_cpp_gen_tps_logprobs']:.1f}",
         )
     Console(width=160).print(table)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":
