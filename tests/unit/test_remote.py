@@ -5,12 +5,15 @@ into strata's error tree (and so into the right HTTP status)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import re
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 from starlette.applications import Starlette
@@ -21,11 +24,12 @@ from starlette.routing import Route
 from strata.config import ModelSpec, Settings
 from strata.engine import Engine, Timings
 from strata.errors import BackendTimeout, BackendUnavailable, UpstreamError
+from strata.models import remote
 from strata.models.base import Chunk, GenerationRequest, ResponseFormat, SamplingParams
 from strata.models.remote import OpenAIBackend
 from strata.serve.app import create_app
 from tests.conftest import LiveServer, free_port
-from tests.unit.conftest import assert_error_body, sdk
+from tests.unit.conftest import assert_error_body, sdk, wait_until
 
 TOOL_CALL = {
     "id": "call_1",
@@ -313,6 +317,7 @@ def test_api_key_from_env(
     collect(backend(server.url, api_key_env="UPSTREAM_KEY"), chat())
     collect(backend(server.url, api_key_env="UNSET_KEY_VAR"), chat())
     assert up.headers[0]["authorization"] == "Bearer sk-test"
+    assert up.headers[0]["content-type"] == "application/json"
     assert "authorization" not in up.headers[1]
 
 
@@ -424,6 +429,268 @@ def test_client_lifecycle() -> None:
         await b.unload()  # twice is fine
 
     asyncio.run(go())
+
+
+# ---- retries, connection handling and event loops ----
+
+CHAT_OK = json.dumps(
+    {
+        "choices": [{"index": 0, "message": {"content": "ok"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+    }
+).encode()
+
+Reply = Callable[[asyncio.StreamWriter], Awaitable[None]]
+
+
+def answer(status: int, body: bytes, content_type: str = "application/json") -> Reply:
+    async def reply(writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+
+    return reply
+
+
+async def hang_up(writer: asyncio.StreamWriter) -> None:
+    """Read the request, then close without a word (the request did reach the server)."""
+
+
+class RawUpstream:
+    """A bare HTTP/1.1 server in the test's own event loop that counts the requests that
+    reached it (read in full) and answers each with ``reply``."""
+
+    def __init__(self, reply: Reply, port: int = 0) -> None:
+        self.reply, self.port, self.hits = reply, port, 0
+        self.server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def start(self) -> RawUpstream:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length: *(\d+)", head)
+            await reader.readexactly(int(length.group(1)) if length else 0)
+            self.hits += 1
+            await self.reply(writer)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+
+def test_connect_failure_is_retried_until_the_upstream_is_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(remote, "RETRY_BACKOFF_S", 0.001)
+    real_post = aiohttp.ClientSession.post
+    up = RawUpstream(answer(200, CHAT_OK), port=free_port())
+    attempts = 0
+
+    async def counting_post(self: aiohttp.ClientSession, *args: Any, **kw: Any) -> Any:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 2:  # the first one was refused: the upstream comes up now
+            await up.start()
+        return await real_post(self, *args, **kw)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "post", counting_post)
+
+    async def go() -> list[Chunk]:
+        b = backend(up.url, connect_retries=2)
+        try:
+            return [c async for c in b.generate(chat())]
+        finally:
+            await b.unload()
+            await up.stop()
+
+    chunks = asyncio.run(asyncio.wait_for(go(), timeout=10))
+    assert [c.text for c in chunks] == ["ok"]
+    assert (attempts, up.hits) == (2, 1)
+
+
+def test_connection_refused_is_retried_connect_retries_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(remote, "RETRY_BACKOFF_S", 0.001)
+    real_post = aiohttp.ClientSession.post
+    attempts = 0
+
+    async def counting_post(self: aiohttp.ClientSession, *args: Any, **kw: Any) -> Any:
+        nonlocal attempts
+        attempts += 1
+        return await real_post(self, *args, **kw)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "post", counting_post)
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    for retries in (0, 3):
+        for stream in (False, True):
+            attempts = 0
+            with pytest.raises(BackendUnavailable, match="unreachable") as info:
+                collect(backend(url, connect_retries=retries), chat(stream=stream))
+            assert isinstance(info.value.__cause__, aiohttp.ClientConnectorError)
+            assert attempts == retries + 1, (retries, stream)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_request_that_reached_the_upstream_is_never_retried(stream: bool) -> None:
+    async def go(reply: Reply) -> tuple[RawUpstream, BaseException]:
+        up = await RawUpstream(reply).start()
+        b = backend(up.url, connect_retries=3)
+        try:
+            with pytest.raises((UpstreamError, BackendUnavailable)) as info:
+                async for _ in b.generate(chat(stream=stream)):
+                    pass
+            return up, info.value
+        finally:
+            await b.unload()
+            await up.stop()
+
+    up, error = asyncio.run(asyncio.wait_for(go(answer(500, b"kaboom")), timeout=10))
+    assert isinstance(error, UpstreamError)
+    assert (error.status_code, error.upstream_status) == (502, 500)
+    assert up.hits == 1
+    up, error = asyncio.run(asyncio.wait_for(go(hang_up), timeout=10))
+    assert isinstance(error, BackendUnavailable)
+    assert isinstance(error.__cause__, aiohttp.ServerDisconnectedError)
+    assert up.hits == 1
+
+
+def sse(*events: Any) -> bytes:
+    return b"".join(f"data: {json.dumps(e)}\r\n\r\n".encode() for e in events) + b"data: [DONE]\r\n"
+
+
+def test_stream_lines_of_any_length_and_ending() -> None:
+    big = "x" * 300_000  # past aiohttp's readline limit (128 KiB)
+    delta = {"choices": [{"index": 0, "delta": {"content": big}, "finish_reason": None}]}
+    end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}
+    body = sse(delta, end, {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 1}})
+    body = body.replace(b"\r\n\r\ndata", b"\r\rdata", 1)  # bare CRs end lines too
+
+    async def reply(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
+        for i in range(0, len(body), 7_000):  # split mid-line, and between CR and LF
+            writer.write(body[i : i + 7_000])
+            await writer.drain()
+            await asyncio.sleep(0)
+
+    async def go() -> list[Chunk]:
+        up = await RawUpstream(reply).start()
+        b = backend(up.url)
+        try:
+            return [c async for c in b.generate(chat(stream=True))]
+        finally:
+            await b.unload()
+            await up.stop()
+
+    chunks = asyncio.run(asyncio.wait_for(go(), timeout=10))
+    assert [c.text for c in chunks] == [big, ""]
+    assert chunks[-1].finish_reason == "length"
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == 2
+
+
+@pytest.mark.parametrize("failure", ["stall", "truncate"])
+def test_stream_failing_midway(failure: str) -> None:
+    delta = {"choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": None}]}
+    first = f"data: {json.dumps(delta)}\n\n".encode()
+
+    async def reply(writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Content-Length: 100000\r\n\r\n" + first
+        )
+        await writer.drain()
+        if failure == "stall":
+            await asyncio.sleep(2)
+
+    async def go() -> tuple[list[str], BaseException]:
+        up = await RawUpstream(reply).start()
+        b = backend(up.url, timeout_s=0.2)
+        seen: list[str] = []
+        try:
+            with pytest.raises((BackendTimeout, BackendUnavailable)) as info:
+                async for c in b.generate(chat(stream=True)):
+                    seen.append(c.text)
+            return seen, info.value
+        finally:
+            await b.unload()
+            await up.stop()
+
+    seen, error = asyncio.run(asyncio.wait_for(go(), timeout=10))
+    assert seen == ["a"]
+    expected = BackendTimeout if failure == "stall" else BackendUnavailable
+    assert isinstance(error, expected)
+
+
+def test_session_is_per_event_loop_and_closed_when_its_loop_ends(
+    upstream: tuple[Upstream, LiveServer],
+) -> None:
+    _, server = upstream
+    b = backend(server.url)
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def once() -> str:
+        sessions.append(b.client)
+        return "".join([c.text async for c in b.generate(chat())])
+
+    # No unload at all: asyncio.run ends each loop, and the session goes with it.
+    assert asyncio.run(once()) == "Hello from upstream"
+    assert sessions[0].closed
+    assert not b.loaded
+    assert asyncio.run(once()) == "Hello from upstream"
+    assert sessions[1] is not sessions[0]
+    assert sessions[1].closed
+    gc.collect()  # an unclosed session or connector would warn (an error here) when collected
+
+
+def test_session_of_a_loop_in_another_thread_is_closed_in_that_loop(
+    upstream: tuple[Upstream, LiveServer],
+) -> None:
+    _, server = upstream
+    b = backend(server.url)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def once() -> str:
+        return "".join([c.text async for c in b.generate(chat())])
+
+    async def session() -> aiohttp.ClientSession:
+        return b.client
+
+    try:
+        assert asyncio.run_coroutine_threadsafe(once(), loop).result(10) == "Hello from upstream"
+        first = asyncio.run_coroutine_threadsafe(session(), loop).result(10)
+
+        async def elsewhere() -> None:
+            try:
+                assert await once() == "Hello from upstream"
+                assert b.client is not first
+            finally:
+                await b.unload()
+
+        asyncio.run(elsewhere())
+        wait_until(lambda: first.closed, what="the first loop to close its session")
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    assert not b.loaded
+    gc.collect()
 
 
 # ---- end to end: strata in front of the upstream, through the SDK ----

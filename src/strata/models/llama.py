@@ -317,6 +317,8 @@ class LlamaBackend(Backend):
 
 # ggml's levels: 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continuation.
 _LOG_LEVELS = {2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+
+
 @functools.cache
 def _route_llama_logs() -> Any:
     """Send llama.cpp's C-level log lines to the ``strata.llama`` logger (warnings and errors
