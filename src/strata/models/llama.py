@@ -249,6 +249,7 @@ class LlamaBackend(Backend):
         n_vocab = llm.n_vocab()
         want_logprobs = params.logprobs
         pending_lp: list[TokenLogprob] = []
+        hit: int | None = None
         for token in llm.generate(
             tokens,
             temp=params.temperature,
@@ -276,7 +277,7 @@ class LlamaBackend(Backend):
             if hit is not None:
                 if hit > sent:
                     emit(Chunk(text=text[sent:hit], logprobs=pending_lp or None))
-                finish = "stop"
+                text, sent, finish = text[:hit], hit, "stop"
                 break
             safe = len(text) - _stop_holdback(text, stops)
             if safe > sent or pending_lp:
@@ -287,8 +288,9 @@ class LlamaBackend(Backend):
                 break
         else:
             finish = "stop"
-        if finish == "length":
-            text += decoder.decode(b"", final=True)
+        if finish != "cancelled":
+            # Text held back as a possible stop-sequence start is real output after all.
+            text += decoder.decode(b"", final=True) if hit is None else ""
             if len(text) > sent:
                 emit(Chunk(text=text[sent:]))
         emit(Chunk(finish_reason=finish, usage=Usage(len(tokens), count)))
