@@ -124,11 +124,15 @@ def _client_options(func: F) -> F:
 
 
 async def _answer(
-    client: Any, model: str, request: GenerationRequest, echo: bool
+    client: Any,
+    model: str,
+    request: GenerationRequest,
+    echo: bool,
+    options: dict[str, Any] | None = None,
 ) -> tuple[str, Usage]:
     parts: list[str] = []
     usage = Usage(0, 0)
-    async for chunk in client.stream(model, request):
+    async for chunk in client.stream(model, request, options):
         if chunk.text:
             parts.append(chunk.text)
             if echo:
@@ -147,11 +151,12 @@ def _run_once(
     model: str,
     request: GenerationRequest,
     as_json: bool,
+    options: dict[str, Any] | None = None,
 ) -> None:
     async def go() -> None:
         client = _client(settings, url, key)
         try:
-            text, usage = await _answer(client, model, request, echo=not as_json)
+            text, usage = await _answer(client, model, request, not as_json, options)
         finally:
             await client.close()
         if as_json:
@@ -165,6 +170,7 @@ def _run_once(
                             "completion_tokens": usage.completion_tokens,
                         },
                         "timings": client.timings.as_dict(),
+                        "strata": client.info,
                     },
                     indent=2,
                 )

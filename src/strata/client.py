@@ -13,13 +13,22 @@ from typing import Any, Protocol
 import httpx
 
 from strata.config import Settings
-from strata.engine import Engine, Timings
+from strata.engine import Timings
 from strata.errors import BackendUnavailable, StrataError, UpstreamError
 from strata.models.base import Chunk, GenerationRequest, Usage
+from strata.pipeline import ChatTurn
+from strata.stack import Stack
 
 
 class Client(Protocol):
-    def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[Chunk]: ...
+    """``stream`` runs one request; afterwards ``info`` holds its ``strata`` response field
+    (route, citations, session, ...) and ``timings`` its timings."""
+
+    info: dict[str, Any]
+
+    def stream(
+        self, model: str, request: GenerationRequest, options: dict[str, Any] | None = None
+    ) -> AsyncIterator[Chunk]: ...
 
     async def models(self) -> list[dict[str, Any]]: ...
 
@@ -27,16 +36,34 @@ class Client(Protocol):
 
 
 class LocalClient:
-    """Runs models in this process (the CLI's default)."""
+    """Runs models in this process (the CLI's default), through the same stack as the server."""
 
     def __init__(self, settings: Settings) -> None:
-        self.engine = Engine(settings)
+        self.stack = Stack(settings)
+        self.engine = self.stack.engine
         self.timings = Timings()
+        self.info: dict[str, Any] = {}
 
-    async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, model: str, request: GenerationRequest, options: dict[str, Any] | None = None
+    ) -> AsyncIterator[Chunk]:
         self.timings = Timings()
-        async for chunk in self.engine.generate(model, request, timings=self.timings):
-            yield chunk
+        if request.kind != "chat":
+            async for chunk in self.engine.generate(model, request, timings=self.timings):
+                yield chunk
+            return
+        pipeline = self.stack.pipeline
+        turn = ChatTurn(model, request, options=dict(options or {}))
+        await pipeline.before(turn)
+        parts: list[str] = []
+        async for chunk in pipeline.generate(turn, self.timings):
+            parts.append(chunk.text)
+            if not turn.buffer_output:
+                yield chunk
+        texts = await pipeline.after(turn, ["".join(parts)])
+        if turn.buffer_output:
+            yield Chunk(text=texts[0], finish_reason="stop")
+        self.info = {"model": turn.answered_by or model, **turn.info}
 
     async def models(self) -> list[dict[str, Any]]:
         return [
@@ -50,7 +77,7 @@ class LocalClient:
         ]
 
     async def close(self) -> None:
-        await self.engine.shutdown()
+        await self.stack.shutdown()
 
 
 class HTTPClient:
@@ -60,8 +87,11 @@ class HTTPClient:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=600)
         self.timings = Timings()
+        self.info: dict[str, Any] = {}
 
-    async def stream(self, model: str, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, model: str, request: GenerationRequest, options: dict[str, Any] | None = None
+    ) -> AsyncIterator[Chunk]:
         p = request.params
         body: dict[str, Any] = {
             "model": model,
@@ -73,6 +103,8 @@ class HTTPClient:
             body["max_tokens"] = p.max_tokens
         if p.response_format.type == "json_object":
             body["response_format"] = {"type": "json_object"}
+        if options:
+            body["strata"] = options
         if request.kind == "chat":
             path, body["messages"] = "/chat/completions", request.messages
         else:
@@ -88,6 +120,8 @@ class HTTPClient:
                     event = json.loads(line[6:])
                     if "error" in event:
                         raise _error(500, line[6:].encode())
+                    if event.get("strata"):
+                        self.info = event["strata"]
                     if event.get("usage"):
                         u = event["usage"]
                         usage = Usage(u["prompt_tokens"], u["completion_tokens"])

@@ -15,18 +15,20 @@ from strata.engine import Engine
 from strata.serve.errors import install_error_handlers
 from strata.serve.metrics import Metrics
 from strata.serve.openai_routes import router
+from strata.stack import Stack
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
-    engine = engine if engine is not None else Engine(settings)
+    stack = Stack(settings, engine)
+    engine = stack.engine
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await engine.startup()
+        await stack.startup()
         try:
             yield
         finally:
-            await engine.shutdown()
+            await stack.shutdown()
 
     app = FastAPI(
         title="strata",
@@ -35,6 +37,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.stack = stack
     app.state.engine = engine
     app.state.metrics = Metrics(engine)
     app.state.started = time.time()

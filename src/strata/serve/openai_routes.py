@@ -12,7 +12,7 @@ import base64
 import contextlib
 import json
 import struct
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from strata.engine import Engine, Timings
 from strata.errors import InvalidRequest, StrataError
 from strata.models.base import Capability, Chunk, GenerationRequest, Usage
+from strata.pipeline import ChatTurn, Pipeline
 from strata.serve import convert
 from strata.serve.auth import client_key
 from strata.serve.errors import error_body, strata_error_response
@@ -37,6 +38,7 @@ from strata.serve.schemas import (
     ErrorResponse,
     ModelList,
 )
+from strata.stack import Stack
 
 CLIENT_CLOSED = 499  # nginx's code for "client closed request"; never reaches the client
 
@@ -73,12 +75,24 @@ def _engine(request: Request) -> Engine:
     return engine
 
 
+def _pipeline(request: Request) -> Pipeline:
+    stack: Stack = request.app.state.stack
+    return stack.pipeline
+
+
 def _metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 
 
-async def _collect(
+async def _collect(pipeline: Pipeline, turn: ChatTurn, timings: Timings) -> convert.Collected:
+    collected = convert.Collected()
+    async for chunk in pipeline.generate(turn, timings):
+        collected.add(chunk)
+    return collected
+
+
+async def _collect_one(
     engine: Engine, model: str, gen: GenerationRequest, key: str, timings: Timings
 ) -> convert.Collected:
     collected = convert.Collected()
@@ -137,17 +151,20 @@ async def _prime(agen: AsyncIterator[Chunk]) -> Chunk:
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, key: str = Depends(client_key)
 ) -> Response:
-    engine, metrics = _engine(request), _metrics(request)
-    gen = convert.chat_request(body)
+    pipeline, metrics = _pipeline(request), _metrics(request)
+    options = body.strata.model_dump(exclude_none=True) if body.strata else {}
     rid = convert.new_id("chatcmpl")
+    turn = ChatTurn(body.model, convert.chat_request(body), key, options, rid)
+    timings = Timings()
     try:
-        if body.stream:
+        await pipeline.before(turn)
+        if body.stream and not turn.buffer_output:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return await _stream_chat(engine, body.model, gen, body.n, key, rid, include_usage)
-        timings = Timings()
+            return await _stream_chat(pipeline, turn, body.n, include_usage, timings)
         results = await _collect_all(
-            request, [_collect(engine, body.model, gen, key, timings) for _ in range(body.n)]
+            request, [_collect(pipeline, turn, timings) for _ in range(body.n)]
         )
+        texts = await pipeline.after(turn, [c.text for c in results])
     except StrataError as exc:
         metrics.observe_request("chat", body.model, exc.status_code)
         return strata_error_response(exc)
@@ -155,58 +172,93 @@ async def chat_completions(
         metrics.observe_request("chat", body.model, CLIENT_CLOSED)
         return Response(status_code=CLIENT_CLOSED)
     metrics.observe_request("chat", body.model, 200)
+    model = turn.answered_by or body.model
     choices = []
-    for i, c in enumerate(results):
-        message: dict[str, Any] = {"role": "assistant", "content": c.text, "refusal": None}
+    for i, (c, text) in enumerate(zip(results, texts, strict=True)):
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
         if c.extra.get("tool_calls"):
             message["tool_calls"] = c.extra["tool_calls"]
-            message["content"] = c.text or None
+            message["content"] = text or None
         choices.append(
             {
                 "index": i,
                 "message": message,
-                "logprobs": convert.chat_logprobs(c.logprobs) if gen.params.logprobs else None,
+                "logprobs": convert.chat_logprobs(c.logprobs) if turn.gen.params.logprobs else None,
                 "finish_reason": c.finish_reason or "stop",
             }
         )
-    payload = convert.envelope("chat.completion", rid, body.model, choices)
-    payload["usage"] = convert.usage_dict(convert.sum_usage([c.usage for c in results]))
-    payload["strata"] = convert.strata_field(body.model, timings)
+    usage = convert.usage_dict(convert.sum_usage([c.usage for c in results]))
+    if body.stream:  # buffered for a layer that may rewrite the text: replay it as a stream
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        tail = _strata_field(turn, model, timings)
+        return _replay_stream(rid, model, choices, usage if include_usage else None, tail)
+    payload = convert.envelope("chat.completion", rid, model, choices)
+    payload["usage"] = usage
+    payload["strata"] = _strata_field(turn, model, timings)
     return JSONResponse(payload)
 
 
-async def _stream_chat(
-    engine: Engine,
-    model: str,
-    gen: GenerationRequest,
-    n: int,
-    key: str,
+def _strata_field(turn: ChatTurn, model: str, timings: Timings) -> dict[str, Any]:
+    return {**convert.strata_field(model, timings), **turn.info}
+
+
+def _replay_stream(
     rid: str,
-    include_usage: bool,
+    model: str,
+    choices: list[dict[str, Any]],
+    usage: dict[str, Any] | None,
+    strata: dict[str, Any],
 ) -> Response:
-    timings = Timings()
-    first_stream = engine.generate(model, gen, key=key, timings=timings)
+    def events() -> Iterator[bytes]:
+        for choice in choices:
+            index, message = choice["index"], choice["message"]
+            for delta, finish in (
+                ({"role": "assistant", "content": ""}, None),
+                ({"content": message["content"]}, None),
+                ({}, choice["finish_reason"]),
+            ):
+                part = {"index": index, "delta": delta, "finish_reason": finish}
+                if finish and choice["logprobs"] is not None:
+                    part["logprobs"] = choice["logprobs"]
+                yield _sse(convert.envelope("chat.completion.chunk", rid, model, [part]))
+        if usage is not None:
+            tail = convert.envelope("chat.completion.chunk", rid, model, [])
+            tail["usage"], tail["strata"] = usage, strata
+            yield _sse(tail)
+        yield _sse("[DONE]")
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def _stream_chat(
+    pipeline: Pipeline, turn: ChatTurn, n: int, include_usage: bool, timings: Timings
+) -> Response:
+    first_stream = pipeline.generate(turn, timings)
     first = await _prime(first_stream)
+    rid, logprobs = turn.response_id, turn.gen.params.logprobs
 
     def chunk_payload(index: int, delta: dict[str, Any], chunk: Chunk | None) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": index, "delta": delta, "finish_reason": None}
         if chunk is not None:
             choice["finish_reason"] = chunk.finish_reason
-            if gen.params.logprobs:
+            if logprobs:
                 choice["logprobs"] = convert.chat_logprobs(chunk.logprobs or [])
+        model = turn.answered_by or turn.model
         return convert.envelope("chat.completion.chunk", rid, model, [choice])
 
     async def events() -> AsyncIterator[bytes]:
         usages = []
+        texts: list[str] = []
         stream = first_stream
         try:
             for index in range(n):
                 if index == 0:
                     pending = first
                 else:
-                    stream = engine.generate(model, gen, key=key, timings=timings)
+                    stream = pipeline.generate(turn, timings)
                     pending = await anext(stream)
                 yield _sse(chunk_payload(index, {"role": "assistant", "content": ""}, None))
+                parts: list[str] = []
                 chunk: Chunk | None = pending
                 while chunk is not None:
                     if chunk.usage:
@@ -214,19 +266,23 @@ async def _stream_chat(
                     delta: dict[str, Any] = {}
                     if chunk.text:
                         delta["content"] = chunk.text
+                        parts.append(chunk.text)
                     if chunk.extra and chunk.extra.get("tool_calls"):
                         delta["tool_calls"] = chunk.extra["tool_calls"]
                     if delta or chunk.finish_reason or chunk.logprobs:
                         yield _sse(chunk_payload(index, delta, chunk))
                     chunk = await anext(stream, None)
+                texts.append("".join(parts))
+            await pipeline.after(turn, texts)
         except StrataError as exc:
             yield _sse(error_body(exc.message, exc.error_type, exc.param, exc.code))
         finally:
             await stream.aclose()  # a client gone mid-stream frees the model now, not at GC
         if include_usage:
+            model = turn.answered_by or turn.model
             tail = convert.envelope("chat.completion.chunk", rid, model, [])
             tail["usage"] = convert.usage_dict(convert.sum_usage(usages))
-            tail["strata"] = convert.strata_field(model, timings)
+            tail["strata"] = _strata_field(turn, model, timings)
             yield _sse(tail)
         yield _sse("[DONE]")
 
@@ -249,7 +305,9 @@ async def completions(
         if body.stream:
             return await _stream_completion(engine, body, gens, key, rid)
         timings = Timings()
-        jobs = [_collect(engine, body.model, g, key, timings) for g in gens for _ in range(body.n)]
+        jobs = [
+            _collect_one(engine, body.model, g, key, timings) for g in gens for _ in range(body.n)
+        ]
         results = await _collect_all(request, jobs)
     except StrataError as exc:
         metrics.observe_request("completions", body.model, exc.status_code)

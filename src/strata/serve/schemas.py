@@ -94,6 +94,21 @@ class _Sampling(_Request):
     _stop = field_validator("stop")(_check_stop)
 
 
+class StrataOptions(BaseModel):
+    """The request's ``strata`` object: which of strata's layers to use for this request.
+    Unknown keys are refused (400 naming the key), so a typo never silently does nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+    session: str | None = Field(None, description="Dialogue session id to continue")
+    knowledge: str | None = Field(None, description="Knowledge collection to ground the answer")
+    top_k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve")
+    voice: str | None = Field(None, description="Brand voice id to apply")
+    quality: float | None = Field(
+        None, gt=0, le=1, description="Routes: keep at least this share of the big model's quality"
+    )
+    max_cost: float | None = Field(None, ge=0, description="Routes: most USD to spend on this one")
+
+
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(..., min_length=1)
     max_tokens: int | None = Field(None, ge=1)
@@ -103,6 +118,7 @@ class ChatCompletionRequest(_Sampling):
     response_format: ResponseFormatSpec | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    strata: StrataOptions | None = None
 
     @model_validator(mode="after")
     def _top_needs_logprobs(self) -> ChatCompletionRequest:
@@ -182,6 +198,7 @@ class StrataInfo(BaseModel):
 
     model: str = Field(..., description="The configured model name that answered")
     timings: dict[str, float | None]
+    model_config = ConfigDict(extra="allow")  # each layer adds its own (route, citations, ...)
 
 
 class ChatCompletion(BaseModel):

@@ -1,0 +1,109 @@
+"""The chat pipeline: layers run around generation, dispatchers answer for their names."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+
+import httpx
+
+from strata.engine import Engine, Timings
+from strata.models.base import Chunk
+from strata.pipeline import ChatTurn, Pipeline
+from tests.conftest import LiveServer, fake
+
+
+class Shout:
+    """A layer that adds a system message, reports itself and upper-cases the answer."""
+
+    name = "shout"
+
+    def __init__(self, buffer: bool) -> None:
+        self.buffer = buffer
+        self.seen: list[str] = []
+
+    async def before(self, turn: ChatTurn) -> None:
+        turn.gen.messages = [{"role": "system", "content": "be loud"}, *turn.gen.messages]
+        turn.info["shout"] = turn.options.get("voice")
+        turn.buffer_output = self.buffer
+
+    async def after(self, turn: ChatTurn, texts: list[str]) -> list[str]:
+        self.seen.extend(texts)
+        return [t.upper() for t in texts]
+
+
+class Echo:
+    """A dispatcher for the name ``echo`` that answers through the model ``fake``."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    def handles(self, model: str) -> bool:
+        return model == "echo"
+
+    async def generate(self, turn: ChatTurn, timings: Timings) -> AsyncGenerator[Chunk, None]:
+        turn.answered_by = "fake"
+        turn.info["route"] = ["fake"]
+        async for chunk in self.pipeline.engine.generate("fake", turn.gen, timings=timings):
+            yield chunk
+
+
+def _client(live: LiveServer) -> httpx.Client:
+    return httpx.Client(base_url=live.url, timeout=30)
+
+
+def test_layer_wraps_generation(live: LiveServer, engine: Engine) -> None:
+    stack = live.server.config.app.state.stack  # type: ignore[attr-defined]
+    layer = Shout(buffer=False)
+    stack.pipeline.add_layer(layer)
+    fake(engine).enqueue("hello")
+    body = {
+        "model": "fake",
+        "messages": [{"role": "user", "content": "hi"}],
+        "strata": {"voice": "v1"},
+    }
+    with _client(live) as http:
+        data = http.post("/chat/completions", json=body).json()
+    assert data["choices"][0]["message"]["content"] == "HELLO"
+    assert data["strata"]["shout"] == "v1"
+    assert fake(engine).calls[0].messages[0] == {"role": "system", "content": "be loud"}
+    assert layer.seen == ["hello"]
+
+
+def test_buffered_stream_replays_rewritten_text(live: LiveServer, engine: Engine) -> None:
+    stack = live.server.config.app.state.stack  # type: ignore[attr-defined]
+    stack.pipeline.add_layer(Shout(buffer=True))
+    fake(engine).enqueue("quiet words")
+    body = {
+        "model": "fake",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with _client(live) as http:
+        lines = http.post("/chat/completions", json=body).text.split("\n\n")
+    events = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+    assert text == "QUIET WORDS"
+    assert events[-1]["usage"]["completion_tokens"] > 0
+    assert events[-1]["strata"]["shout"] is None
+
+
+def test_dispatcher_answers_for_its_name(live: LiveServer, engine: Engine) -> None:
+    stack = live.server.config.app.state.stack  # type: ignore[attr-defined]
+    stack.pipeline.add_dispatcher(Echo(stack.pipeline))
+    fake(engine).enqueue("routed")
+    body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+    with _client(live) as http:
+        data = http.post("/chat/completions", json=body).json()
+    assert data["model"] == "fake"
+    assert data["strata"]["route"] == ["fake"]
+    assert data["choices"][0]["message"]["content"] == "routed"
+
+
+def test_unknown_strata_option_is_a_400(live: LiveServer) -> None:
+    body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "strata": {"x": 1}}
+    with _client(live) as http:
+        response = http.post("/chat/completions", json=body)
+    assert response.status_code == 400
+    assert "strata" in response.json()["error"]["param"]
