@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -59,20 +58,9 @@ from _common import (
     wait_http,
     write_json,
 )
-
-T = TypeVar("T")
+from _gateway_wire import BODY_BYTES, CHAT_PATH, HEADERS, HOST, MODEL, run_async, throughput
 
 TARGETS = ("direct", "strata", "litellm", "passthrough")
-MODEL = "canned"
-HOST = "127.0.0.1"
-CHAT_PATH = "/v1/chat/completions"
-REQUEST_BODY: dict[str, Any] = {
-    "model": MODEL,
-    "messages": [{"role": "user", "content": "Say hello in one word."}],
-    "max_tokens": 16,
-}
-BODY_BYTES = json.dumps(REQUEST_BODY, separators=(",", ":")).encode()
-HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
 CONCURRENCY = 16
 MAX_STRATA_ADDED_P50_MS = 1.5
 MIN_STRATA_VS_LITELLM_RPS = 4.0
@@ -93,147 +81,7 @@ FAILURES = (
 )
 
 
-# ---- the canned backend (runs in a child process) ----------------------------------------
-
-
-def _canned_responses() -> tuple[bytes, bytes]:
-    completion = {
-        "id": "chatcmpl-canned",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": MODEL,
-        "system_fingerprint": "canned",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "Hello!", "refusal": None},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 13, "completion_tokens": 3, "total_tokens": 16},
-    }
-    models = {
-        "object": "list",
-        "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "bench"}],
-    }
-
-    def response(payload: dict[str, Any]) -> bytes:
-        body = json.dumps(payload, separators=(",", ":")).encode()
-        head = (
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: keep-alive\r\n\r\n"
-        )
-        return head.encode() + body
-
-    return response(completion), response(models)
-
-
-def _chunked_end(buffer: bytearray, start: int) -> int | None:
-    """Index just past a chunked body that begins at ``start``; None while incomplete."""
-    pos = start
-    while True:
-        line_end = buffer.find(b"\r\n", pos)
-        if line_end < 0:
-            return None
-        size = int(bytes(buffer[pos:line_end]).split(b";")[0], 16)
-        pos = line_end + 2
-        if size == 0:
-            trailer_end = buffer.find(b"\r\n", pos)  # no trailers expected: just CRLF
-            return None if trailer_end < 0 else trailer_end + 2
-        if len(buffer) < pos + size + 2:
-            return None
-        pos += size + 2
-
-
-class CannedProtocol(asyncio.Protocol):
-    """HTTP/1.1 with keep-alive: answers any POST with one fixed chat.completion, any GET
-    with a model list. Raw asyncio (plus uvloop) so the backend is never the bottleneck."""
-
-    completion, models = _canned_responses()
-
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-
-    def data_received(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.buffer += data
-        while True:
-            head_end = self.buffer.find(b"\r\n\r\n")
-            if head_end < 0:
-                return
-            head = bytes(self.buffer[:head_end]).lower()
-            body_start = head_end + 4
-            if b"\r\ntransfer-encoding: chunked" in head:
-                end = _chunked_end(self.buffer, body_start)
-                if end is None:
-                    return
-            else:
-                length = 0
-                at = head.find(b"\r\ncontent-length:")
-                if at >= 0:
-                    line_end = head.find(b"\r\n", at + 2)
-                    length = int(head[at + 17 : line_end if line_end >= 0 else None])
-                end = body_start + length
-                if len(self.buffer) < end:
-                    return
-            del self.buffer[:end]
-            self.transport.write(self.models if head.startswith(b"get ") else self.completion)
-            if b"\r\nconnection: close" in head:
-                self.transport.close()
-                return
-
-
-async def _serve_backend(port: int) -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(CannedProtocol, HOST, port, backlog=1024)
-    async with server:
-        await server.serve_forever()
-
-
-# ---- the bare pass-through proxy (runs in a child process) -------------------------------
-
-
-def _serve_passthrough(port: int, upstream: str) -> None:
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    client = httpx.AsyncClient(base_url=upstream, limits=limits)
-
-    async def chat(request: Request) -> Response:
-        answer = await client.post(
-            "/chat/completions",
-            content=await request.body(),
-            headers={"content-type": "application/json"},
-        )
-        return Response(answer.content, answer.status_code, media_type="application/json")
-
-    async def health(request: Request) -> Response:
-        return Response(b"ok")
-
-    routes = [Route(CHAT_PATH, chat, methods=["POST"]), Route("/health", health)]
-    uvicorn.run(Starlette(routes=routes), host=HOST, port=port, log_level="warning")
-
-
 # ---- measurement -------------------------------------------------------------------------
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run on uvloop when it is installed (it is, with uvicorn[standard])."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
 
 
 @dataclass
@@ -302,69 +150,10 @@ def latency_c1(target: Target, requests: int, warmup: int) -> list[float]:
     return samples
 
 
-def _raw_request(port: int) -> bytes:
-    head = (
-        f"POST {CHAT_PATH} HTTP/1.1\r\nhost: {HOST}:{port}\r\n"
-        f"content-type: application/json\r\nauthorization: {HEADERS['authorization']}\r\n"
-        f"content-length: {len(BODY_BYTES)}\r\n\r\n"
-    )
-    return head.encode() + BODY_BYTES
-
-
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """Read one response; its status and whether the connection stays open."""
-    head = (await reader.readuntil(b"\r\n\r\n")).lower()
-    status = int(head[9:12])
-    if b"\r\ntransfer-encoding: chunked" in head:
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            if size == 0:
-                await reader.readuntil(b"\r\n")
-                break
-            await reader.readexactly(size + 2)
-    else:
-        at = head.find(b"\r\ncontent-length:")
-        length = int(head[at + 17 : head.find(b"\r\n", at + 2)]) if at >= 0 else 0
-        await reader.readexactly(length)
-    return status, b"\r\nconnection: close" not in head
-
-
-async def _throughput(port: int, concurrency: int, seconds: float) -> tuple[int, int, float]:
-    """``concurrency`` keep-alive connections, each sending its next request as soon as the
-    last one is answered, for ``seconds``; (answered 200, other answers, elapsed seconds)."""
-    request = _raw_request(port)
-    ok = bad = 0
-    connections = [await asyncio.open_connection(HOST, port) for _ in range(concurrency)]
-
-    async def worker(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
-        nonlocal ok, bad
-        reader, writer = conn
-        try:
-            while time.perf_counter() < deadline:
-                writer.write(request)
-                status, keep_alive = await _read_response(reader)
-                if status == 200:
-                    ok += 1
-                else:
-                    bad += 1
-                if not keep_alive:
-                    writer.close()
-                    reader, writer = await asyncio.open_connection(HOST, port)
-        finally:
-            writer.close()
-
-    started = time.perf_counter()
-    deadline = started + seconds
-    async with asyncio.timeout(seconds + 30.0), asyncio.TaskGroup() as group:
-        for conn in connections:
-            group.create_task(worker(conn))
-    return ok, bad, time.perf_counter() - started
-
-
 def rps_c16(target: Target, seconds: float, warmup_s: float) -> float:
     if warmup_s > 0:
-        run_async(_throughput(target.port, CONCURRENCY, warmup_s))
-    ok, bad, elapsed = run_async(_throughput(target.port, CONCURRENCY, seconds))
+        run_async(throughput(target.port, CONCURRENCY, warmup_s))
+    ok, bad, elapsed = run_async(throughput(target.port, CONCURRENCY, seconds))
     target.errors += bad
     if ok == 0:
         raise RuntimeError(f"no successful answers at concurrency {CONCURRENCY} ({bad} errors)")
@@ -374,13 +163,13 @@ def rps_c16(target: Target, seconds: float, warmup_s: float) -> float:
 # ---- starting the targets ----------------------------------------------------------------
 
 
-def bench_argv(*args: str) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), *args]
+def wire_argv(*args: str) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve().parent / "_gateway_wire.py"), *args]
 
 
 def start_direct(group: ProcessGroup, target: Target) -> None:
     target.port = free_port()
-    target.process = group.start("direct", bench_argv("--serve-backend", str(target.port)))
+    target.process = group.start("direct", wire_argv("backend", str(target.port)))
     wait_http(
         f"http://{HOST}:{target.port}/v1/models",
         target.process,
@@ -481,7 +270,7 @@ def start_litellm(group: ProcessGroup, target: Target, backend_url: str, work: P
 
 def start_passthrough(group: ProcessGroup, target: Target, backend_url: str) -> None:
     target.port = free_port()
-    argv = bench_argv("--serve-passthrough", str(target.port), "--upstream", backend_url)
+    argv = wire_argv("passthrough", str(target.port), backend_url)
     target.process = group.start("passthrough", argv)
     wait_http(
         f"http://{HOST}:{target.port}/health",
@@ -583,13 +372,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM row")
     parser.add_argument("--logs", type=Path, help="keep the servers' logs in this folder")
-    # Internal: the child servers are this same file.
-    parser.add_argument("--serve-backend", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument("--serve-passthrough", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument("--upstream", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    serving = args.serve_backend is not None or args.serve_passthrough is not None
-    if not serving and args.json is None:
+    if args.json is None:
         parser.error("--json OUT is required")
     if args.requests < 1 or args.seconds <= 0 or args.rounds < 1:
         parser.error("--requests, --seconds and --rounds must be positive")
@@ -667,13 +451,6 @@ def start_all(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.serve_backend is not None:
-        run_async(_serve_backend(args.serve_backend))
-        return 0
-    if args.serve_passthrough is not None:
-        _serve_passthrough(args.serve_passthrough, args.upstream)
-        return 0
-
     console = Console()
     began = time.perf_counter()
     targets = {name: Target(name) for name in TARGETS}
