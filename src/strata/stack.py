@@ -15,12 +15,34 @@ from strata.pipeline import Pipeline
 
 class Stack:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        from strata.dialogue import SessionMemory, SessionRecorder, SessionStore, Summariser
+
         self.settings = settings
         self.engine = engine if engine is not None else Engine(settings)
         self.pipeline = Pipeline(self.engine)
+        # Dialogue: sessions, their rolling summaries and the memory that builds each prompt.
+        self.sessions = SessionStore(settings.home / "dialogue.db")
+        self.summariser = Summariser(
+            self.sessions, self.pipeline, settings.dialogue, self.summary_model
+        )
+        # Layers run in this order before generation and in reverse after it. The recorder
+        # goes early (its ``after`` stores the answer once the voice has repaired it); the
+        # memory goes last, to fit everything the other layers added into the window.
+        self.pipeline.add_layer(SessionRecorder(self.sessions, self.summariser))
+        self.pipeline.add_layer(SessionMemory(self.sessions, self.engine, settings.dialogue))
+
+    def summary_model(self, chat_model: str) -> str:
+        """The model that summarises sessions: configured, else the default, else the chat's."""
+        models = self.engine.models
+        configured = self.settings.dialogue.summary_model
+        for name in (configured, self.settings.default_model, chat_model):
+            if name and name in models:
+                return name
+        return configured or next(iter(models), chat_model)
 
     async def startup(self) -> None:
         await self.engine.startup()
 
     async def shutdown(self) -> None:
+        await self.summariser.close()
         await self.engine.shutdown()

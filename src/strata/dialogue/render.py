@@ -1,0 +1,26 @@
+"""How stored turns look to a model: one line each, with the time they were said (UTC), so
+"when did I say…" questions have an answer, and the speaker's name when there is one."""
+
+from __future__ import annotations
+
+import time
+
+from strata.dialogue.store import Turn
+
+
+def stamp(created: float) -> str:
+    return time.strftime("%a %Y-%m-%d %H:%M", time.gmtime(created))
+
+
+def render_turn(turn: Turn) -> str:
+    who = turn.role if not turn.name else f"{turn.role} ({turn.name})"
+    return f"[{stamp(turn.created)}] {who}: {turn.content}"
+
+
+def recent_content(turn: Turn) -> str:
+    """A recent turn as a chat message's content: user turns carry their time and speaker;
+    the assistant's own turns stay verbatim, so a draft can be revised as it was written."""
+    if turn.role != "user":
+        return turn.content
+    who = f" {turn.name}:" if turn.name else ""
+    return f"[{stamp(turn.created)}]{who} {turn.content}"
