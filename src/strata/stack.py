@@ -15,6 +15,7 @@ from strata.pipeline import Pipeline
 
 class Stack:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        from strata.apps import AppStore, ResponseLog, TemplateLayer, TemplateRegistry, VoiceLayer
         from strata.dialogue import SessionMemory, SessionRecorder, SessionStore, Summariser
 
         self.settings = settings
@@ -25,11 +26,22 @@ class Stack:
         self.summariser = Summariser(
             self.sessions, self.pipeline, settings.dialogue, self.summary_model
         )
-        # Layers run in this order before generation and in reverse after it. The recorder
-        # goes early (its ``after`` stores the answer once the voice has repaired it); the
-        # memory goes last, to fit everything the other layers added into the window.
-        self.pipeline.add_layer(SessionRecorder(self.sessions, self.summariser))
-        self.pipeline.add_layer(SessionMemory(self.sessions, self.engine, settings.dialogue))
+        # Apps: templates, brand voices, the responses given and the feedback on them.
+        self.apps = AppStore(settings.home / "apps.db")
+        folder = settings.dialogue.templates_dir or settings.home / "templates"
+        self.templates = TemplateRegistry(folder, self.apps)
+        # Layers run in this order before generation and in reverse after it. The response
+        # log and the session recorder go early (their ``after`` sees the answer once the voice
+        # has repaired it); the memory goes last, to fit all the others added into the window.
+        layers = (
+            ResponseLog(self.apps),
+            SessionRecorder(self.sessions, self.summariser),
+            TemplateLayer(self.templates, self.apps, settings.dialogue),
+            VoiceLayer(self.apps, self.pipeline, settings.dialogue),
+            SessionMemory(self.sessions, self.engine, settings.dialogue),
+        )
+        for layer in layers:
+            self.pipeline.add_layer(layer)
 
     def summary_model(self, chat_model: str) -> str:
         """The model that summarises sessions: configured, else the default, else the chat's."""

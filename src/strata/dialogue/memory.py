@@ -197,17 +197,34 @@ class SessionMemory:
                 f"{budget} for the prompt after the answer's max_tokens.",
                 param="messages",
             )
+        # Greedy on estimates, then exact: trim what ran over, then try what was left out
+        # (the estimates lean high). Recent turns stay contiguous: once one is out, so are
+        # all older ones.
         chosen: list[_Part] = []
+        rest: list[_Part] = []
         for part in parts:
-            if used + part.cost <= budget:
+            if used + part.cost <= budget and not (part.kind == "recent" and _gap(rest)):
                 chosen.append(part)
                 used += part.cost
+            else:
+                rest.append(part)
         messages = self._assemble(system, session, new, chosen)
         exact = count(messages)
         while exact > budget and chosen:
-            chosen.pop()  # estimates ran over: drop the least important part and recount
+            rest.insert(0, chosen.pop())
             messages = self._assemble(system, session, new, chosen)
             exact = count(messages)
+        skipped: list[_Part] = []
+        for part in rest:
+            if part.kind == "recent" and _gap(skipped):
+                continue
+            trial = self._assemble(system, session, new, [*chosen, part])
+            size = count(trial)
+            if size <= budget:
+                chosen.append(part)
+                messages, exact = trial, size
+            else:
+                skipped.append(part)
         stats = {
             "prompt_tokens": exact,
             "budget": budget,
@@ -259,6 +276,10 @@ class SessionMemory:
 
         ranked = sorted(hits, key=score, reverse=True)
         return [t for t, _ in ranked[:limit]]
+
+
+def _gap(left_out: list[_Part]) -> bool:
+    return any(p.kind == "recent" for p in left_out)
 
 
 def _seq(turn: Turn) -> int:
