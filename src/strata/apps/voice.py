@@ -121,14 +121,18 @@ def repair(profile: VoiceProfile, text: str) -> str:
     """Fix what can be fixed without a model (see the module docstring)."""
     replacements = {w: "" for w in profile.banned_words}
     replacements.update(profile.preferred_terms)
+    dropped = False
     for avoid, prefer in replacements.items():
 
         def swap(match: re.Match[str], prefer: str = prefer) -> str:
             return _match_case(match.group(0), prefer)
 
-        text = _pattern(avoid).sub(swap, text)
-    text = re.sub(r"[ \t]{2,}", " ", text)
-    text = re.sub(r" +([,.;:!?])", r"\1", text).strip()
+        text, hits = _pattern(avoid).subn(swap, text)
+        dropped = dropped or (hits > 0 and not prefer)
+    if dropped:  # tidy the gap a dropped word leaves, and a sentence it used to start
+        text = re.sub(r"[ \t]{2,}", " ", text)
+        text = re.sub(r" +([,.;:!?])", r"\1", text).strip()
+        text = re.sub(r"(^|[.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
     if profile.max_words and len(text.split()) > profile.max_words:
         text = _cut(text, lambda t: len(t.split()) <= (profile.max_words or 0))
     if profile.max_chars and len(text) > profile.max_chars:
