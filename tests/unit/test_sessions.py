@@ -96,7 +96,7 @@ def test_turn_three_fact_recalled_at_turn_300(tmp_path: Path) -> None:
         prompt = fake(stack.engine, "chat").calls[-1].messages or []
         system = prompt[0]["content"]
         assert "X9932177" in system
-        assert "2001-09-09 01:46" in system  # the imported turn keeps its own time
+        assert "On Sun 2001-09-09 at 01:46 the user said" in system  # its own time
         assert turn.info["session"]["retrieved_turns"][0] == 3
         # the most recent turns are there verbatim, the new message last
         assert prompt[-1] == {"role": "user", "content": "What is my passport number?"}

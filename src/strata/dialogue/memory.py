@@ -243,7 +243,9 @@ class SessionMemory:
         found = sorted((p.turn for p in parts if p.kind == "retrieved" and p.turn), key=_seq)
         if found:
             lines = "\n".join(render_turn(t) for t in found)
-            sections.append("Earlier messages in this conversation (times in UTC):\n" + lines)
+            sections.append(
+                "Earlier messages in this conversation, with when they were said (UTC):\n" + lines
+            )
         sections.append(f"The current time is {stamp(time.time())} UTC.")
         recent = sorted((p.turn for p in parts if p.kind == "recent" and p.turn), key=_seq)
         messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(sections)}]

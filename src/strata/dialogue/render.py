@@ -13,8 +13,11 @@ def stamp(created: float) -> str:
 
 
 def render_turn(turn: Turn) -> str:
-    who = turn.role if not turn.name else f"{turn.role} ({turn.name})"
-    return f"[{stamp(turn.created)}] {who}: {turn.content}"
+    """As a sentence ("On Wed 2026-09-09 at 09:00 the user said: …"): small models use a
+    date written out like this more readily than a bracketed log prefix."""
+    who = f"the {turn.role}" if not turn.name else f"the {turn.role} ({turn.name})"
+    day, clock = stamp(turn.created).rsplit(" ", 1)
+    return f"On {day} at {clock} {who} said: {turn.content}"
 
 
 def recent_content(turn: Turn) -> str:
