@@ -14,7 +14,7 @@ model before the first probe (in service it runs in the background as turns arri
 A probe counts as recalled when the answer contains the planted value. Reports recall and
 prompt tokens per probe (median) for both.
 
-    python bench/memory.py --json OUT [--n-ctx 1024] [--filler 200]
+    python bench/memory.py --json OUT [--n-ctx 768] [--filler 200] [--no-summary]
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         bundled_models=False,
         default_model="small",
         models={"small": ModelSpec(path=path, n_ctx=args.n_ctx, n_threads=args.threads)},
-        dialogue=DialogueSettings(summary_max_tokens=120, summary_batch=24),
+        dialogue=DialogueSettings(summary=args.summary, summary_max_tokens=120, summary_batch=24),
     )
     stack = Stack(settings)
     history, plan = script(args.filler)
@@ -302,6 +302,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "planted_facts": len(FACTS),
             "fact_turns": [3 + 2 * i for i in range(len(FACTS))],
             "probes": len(plan),
+            "summary": args.summary,
             "summary_seconds": round(summary_s, 1),
         },
     }
@@ -317,6 +318,12 @@ def main() -> None:
         "--threads", type=int, default=1, help="1 is fastest on a shared, busy machine"
     )
     parser.add_argument("--home", help="Where the bundled models are (default: data dir)")
+    parser.add_argument(
+        "--summary",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Write the rolling summary (--no-summary: retrieval and recent turns only)",
+    )
     args = parser.parse_args()
     result = asyncio.run(run(args))
     table = Table("mode", "recall", "prompt tokens / turn (median)", "s / turn")

@@ -139,6 +139,7 @@ def test_new_message_too_big_is_a_400(tmp_path: Path) -> None:
         stack.sessions.create("", "s")
         with pytest.raises(ContextWindowExceeded):
             await stack.pipeline.before(chat_turn("word " * 80, "s"))
+        assert stack.sessions.get("", "s").turns == 0  # refused, so not stored
         await stack.shutdown()
 
     asyncio.run(go())

@@ -221,3 +221,21 @@ def test_feedback_on_a_voice_chat(server: tuple[LiveServer, Engine]) -> None:
         chat(a, "describe us again", voice="plain")
         system = (model.calls[-1].messages or [])[0]["content"]
         assert '"""A long winded reply."""' in system
+
+
+def test_session_with_voice_stores_the_repaired_answer(server: tuple[LiveServer, Engine]) -> None:
+    live, engine = server
+    fake(engine, "chat").enqueue("cheap Acme", "cheap again Acme")
+    with client(live, "key-a") as a:
+        a.post("/v1/voices", json=VOICE)
+        a.post("/v1/sessions", json={"id": "s"})
+        # a request refused by a later layer (no such voice) leaves no turn behind
+        assert chat(a, "hello", session="s", voice="nope").status_code == 404
+        assert a.get("/v1/sessions/s").json()["turns"] == []
+        reply = chat(a, "hello", session="s", voice="acme").json()
+        assert reply["choices"][0]["message"]["content"] == "Again Acme"
+        turns = a.get("/v1/sessions/s").json()["turns"]
+        assert [(t["role"], t["content"]) for t in turns] == [
+            ("user", "hello"),
+            ("assistant", "Again Acme"),
+        ]

@@ -29,6 +29,7 @@ from strata.pipeline import ChatTurn, Pipeline
 
 BULLETS = "Answer with a bulleted list only: one item per line, each line starting with '- '."
 JSON_ONLY = "Answer with one JSON object that follows the schema, and nothing else."
+PROMPT = "_response_log_prompt"  # the user's message as sent, kept for the response log
 _BULLET = re.compile(r"^\s*(?:[-*•‣▪]|\d+[.)])\s+")
 
 
@@ -47,10 +48,10 @@ class ResponseLog:
         self.store = store
 
     async def before(self, turn: ChatTurn) -> None:
-        turn.info["prompt_text"] = _last_user(turn)  # before other layers rewrite it
+        turn.options[PROMPT] = _last_user(turn)  # before other layers rewrite it
 
     async def after(self, turn: ChatTurn, texts: list[str]) -> list[str]:
-        prompt = str(turn.info.pop("prompt_text", ""))
+        prompt = str(turn.options.pop(PROMPT, ""))
         if not turn.response_id:  # the CLI's in-process client makes none
             from strata.serve.convert import new_id
 

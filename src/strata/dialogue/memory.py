@@ -1,8 +1,10 @@
 """Sessions that outlive the context window: two pipeline layers.
 
-``SessionRecorder`` (registered early) stores the user's new message(s) in ``before``, before
-anything is generated, and the final answer in ``after``, after the other layers (a brand
-voice's repair) have had their say, then lets the summariser catch up in the background.
+``SessionRecorder`` (registered early) checks the session is the caller's and takes the new
+message(s) as sent, before other layers rewrite the messages; in ``after`` it stores the
+final answer, once the other layers (a brand voice's repair) have had their say, then lets the
+summariser catch up in the background. The new messages are stored by ``SessionMemory``, the
+last layer, once every layer has accepted the request and just before generation starts.
 
 ``SessionMemory`` (registered last, so the system prompt, brand voice and any grounding are
 already in the messages) builds the prompt:
@@ -33,13 +35,14 @@ from typing import Any
 from strata.config import DialogueSettings
 from strata.dialogue.owner import owner_of
 from strata.dialogue.render import recent_content, render_turn, stamp
-from strata.dialogue.store import NewTurn, Session, SessionStore, Turn
+from strata.dialogue.store import ROLES, NewTurn, Session, SessionStore, Turn
 from strata.dialogue.summary import Summariser
 from strata.engine import Engine
 from strata.errors import ContextWindowExceeded, InvalidRequest
 from strata.models.base import Backend, Capability
 from strata.pipeline import ChatTurn
 
+NEW_TURNS = "_session_new_turns"  # the recorder hands the new turns to the memory here
 _WORD = re.compile(r"[\w'-]+", re.UNICODE)
 _ENTITY = re.compile(r"\b(?:[A-Z][\w-]+|\w*\d[\w-]*)\b")
 _STOP = """a an and are as at be but by can could did do does for from had has have how i i'm if
@@ -75,8 +78,16 @@ class SessionRecorder:
         ]
         if not new:
             raise InvalidRequest("a session turn needs a new message", param="messages")
-        stored = await asyncio.to_thread(self.store.append, session, new)
-        turn.info["session"] = {"id": session.id, "turn": stored[0].seq}
+        for message in new:
+            if message.role not in ROLES:
+                raise InvalidRequest(
+                    f"a session keeps user and assistant messages, not '{message.role}'",
+                    param="messages",
+                )
+        # Kept as the caller sent them (a template may rewrite the messages next); the memory
+        # stores them once every layer has accepted the request, just before generation.
+        turn.options[NEW_TURNS] = new
+        turn.info["session"] = {"id": session.id}
 
     async def after(self, turn: ChatTurn, texts: list[str]) -> list[str]:
         info = turn.info.get("session")
@@ -129,7 +140,8 @@ class SessionMemory:
 
     async def before(self, turn: ChatTurn) -> None:
         info = turn.info.get("session")
-        if not turn.options.get("session") or info is None:
+        new: list[NewTurn] = turn.options.pop(NEW_TURNS, [])
+        if not turn.options.get("session") or info is None or not new:
             return
         session = await asyncio.to_thread(self.store.get, owner_of(turn.key), info["id"])
         backend, window = self.counter(turn.model)
@@ -143,12 +155,15 @@ class SessionMemory:
             self.build,
             session,
             turn.gen.messages or [],
-            int(info["turn"]),
+            session.last_seq + 1,
             backend,
             window - reserve,
         )
+        # Stored before generation starts, durably: a message the server accepted is kept
+        # even if the model then fails.
+        stored = await asyncio.to_thread(self.store.append, session, new)
         turn.gen.messages = messages
-        info.update(stats)
+        info.update(turn=stored[0].seq, **stats)
 
     async def after(self, turn: ChatTurn, texts: list[str]) -> list[str]:
         return texts
