@@ -33,8 +33,9 @@ class Stack:
         # Layers run in this order before generation and in reverse after it. The response
         # log and the session recorder go early (their ``after`` sees the answer once the voice
         # has repaired it); the memory goes last, to fit all the others added into the window.
+        self.response_log = ResponseLog(self.apps)
         layers = (
-            ResponseLog(self.apps),
+            self.response_log,
             SessionRecorder(self.sessions, self.summariser),
             TemplateLayer(self.templates, self.apps, settings.dialogue),
             VoiceLayer(self.apps, self.pipeline, settings.dialogue),
@@ -56,5 +57,8 @@ class Stack:
         await self.engine.startup()
 
     async def shutdown(self) -> None:
+        await self.response_log.flush()
         await self.summariser.close()
         await self.engine.shutdown()
+        self.sessions.close()
+        self.apps.close()

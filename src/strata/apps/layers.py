@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import re
 from typing import Any
 
@@ -29,6 +30,7 @@ from strata.pipeline import ChatTurn, Pipeline
 
 BULLETS = "Answer with a bulleted list only: one item per line, each line starting with '- '."
 JSON_ONLY = "Answer with one JSON object that follows the schema, and nothing else."
+log = logging.getLogger("strata.apps")
 PROMPT = "_response_log_prompt"  # the user's message as sent, kept for the response log
 _BULLET = re.compile(r"^\s*(?:[-*•‣▪]|\d+[.)])\s+")
 
@@ -42,10 +44,15 @@ def _last_user(turn: ChatTurn) -> str:
 
 
 class ResponseLog:
+    """Writes happen in the background so no answer waits for a disk sync; ``flush`` waits
+    for them, and the feedback endpoint calls it first, so a response can be rated the
+    moment it has been received."""
+
     name = "response-log"
 
     def __init__(self, store: AppStore) -> None:
         self.store = store
+        self.pending: set[asyncio.Task[None]] = set()
 
     async def before(self, turn: ChatTurn) -> None:
         turn.options[PROMPT] = _last_user(turn)  # before other layers rewrite it
@@ -58,18 +65,32 @@ class ResponseLog:
             turn.response_id = new_id("chatcmpl")
         turn.info["response_id"] = turn.response_id
         if texts:
-            await asyncio.to_thread(
-                self.store.record,
-                turn.response_id,
-                owner_of(turn.key),
-                turn.answered_by or turn.model,
-                turn.options.get("template"),
-                turn.options.get("voice"),
-                turn.options.get("inputs") if turn.options.get("template") else None,
-                prompt,
-                texts[0],
+            template = turn.options.get("template")
+            task = asyncio.ensure_future(
+                asyncio.to_thread(
+                    self.store.record,
+                    turn.response_id,
+                    owner_of(turn.key),
+                    turn.answered_by or turn.model,
+                    template,
+                    turn.options.get("voice"),
+                    turn.options.get("inputs") if template else None,
+                    prompt,
+                    texts[0],
+                )
             )
+            self.pending.add(task)
+            task.add_done_callback(self._done)
         return texts
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not record response: %s", task.exception())
+
+    async def flush(self) -> None:
+        while self.pending:
+            await asyncio.gather(*list(self.pending), return_exceptions=True)
 
 
 class TemplateLayer:

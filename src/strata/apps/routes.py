@@ -205,7 +205,9 @@ async def feedback(
     if body.rating is None and body.edited_text is None:
         raise InvalidInput("give a rating, an edited_text, or both", param="rating")
     rating = {"up": 1, "down": -1, None: 0}[body.rating]
-    store = _stack(request).apps
+    stack = _stack(request)
+    await stack.response_log.flush()  # the response may have been answered a moment ago
+    store = stack.apps
     feedback_id = await asyncio.to_thread(
         store.add_feedback, owner_of(key), body.response_id, rating, body.edited_text, body.comment
     )
