@@ -24,7 +24,8 @@ def test_session_recalls_an_early_fact(real_server: LiveServer, sdk: openai.Open
     for i in range(20):
         role = "user" if i % 2 == 0 else "assistant"
         history.append({"role": role, "content": f"Some thoughts about {topics[i % 5]} {i}."})
-    with httpx.Client(base_url=real_server.url, timeout=120) as http:
+    auth = {"Authorization": "Bearer test"}  # the same key as the SDK client: its session
+    with httpx.Client(base_url=real_server.url, headers=auth, timeout=120) as http:
         made = http.post("/sessions", json={"id": "e2e-recall", "messages": history})
         assert made.status_code == 200, made.text
     reply = sdk.chat.completions.create(
