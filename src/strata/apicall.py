@@ -7,12 +7,13 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from strata.config import Settings
 from strata.errors import BackendUnavailable, UpstreamError
+
+if TYPE_CHECKING:  # httpx is imported when a command runs, so `strata --help` stays fast
+    import httpx
 
 
 class API:
@@ -20,6 +21,8 @@ class API:
         self.http = http
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
+        import httpx
+
         try:
             response = await self.http.request(method, path, json=body)
         except httpx.HTTPError as exc:
@@ -35,6 +38,8 @@ class API:
 
 @contextlib.asynccontextmanager
 async def api(settings: Settings, url: str | None, key: str | None) -> AsyncIterator[API]:
+    import httpx
+
     if url:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         base = url.rstrip("/").removesuffix("/v1")
