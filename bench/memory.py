@@ -6,7 +6,8 @@ tell you…" questions have an answer), ~200 turns of unrelated chat, then 12 pr
 interleaved with more chat, for ~290 turns in all. The history is imported without
 generating (what ``POST /v1/sessions/{id}/messages`` does); only the probes are generated,
 greedy, 32 tokens at most. The rolling summary of the imported turns is written by the same
-model before the first probe (in service it runs in the background as turns arrive).
+weights (with a wider window, ``--summary-ctx``, so each call folds in more turns) before the
+first probe; in service it runs in the background as turns arrive.
 
     memory:  strata's prompt (summary + retrieved earlier turns + recent turns), exact fit
     window:  the most recent turns that fit the same budget (counted with the same tokenizer)
@@ -223,8 +224,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         home=state,
         bundled_models=False,
         default_model="small",
-        models={"small": ModelSpec(path=path, n_ctx=args.n_ctx, n_threads=args.threads)},
-        dialogue=DialogueSettings(summary=args.summary, summary_max_tokens=120, summary_batch=24),
+        models={
+            "small": ModelSpec(path=path, n_ctx=args.n_ctx, n_threads=args.threads),
+            # The same weights with a wider window, so each summary call folds in more turns.
+            "summarizer": ModelSpec(path=path, n_ctx=args.summary_ctx, n_threads=args.threads),
+        },
+        dialogue=DialogueSettings(
+            summary=args.summary,
+            summary_model="summarizer",
+            summary_max_tokens=100,
+            summary_batch=24,
+        ),
     )
     stack = Stack(settings)
     history, plan = script(args.filler)
@@ -303,6 +313,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "fact_turns": [3 + 2 * i for i in range(len(FACTS))],
             "probes": len(plan),
             "summary": args.summary,
+            "summary_ctx": args.summary_ctx,
             "summary_seconds": round(summary_s, 1),
         },
     }
@@ -318,6 +329,9 @@ def main() -> None:
         "--threads", type=int, default=1, help="1 is fastest on a shared, busy machine"
     )
     parser.add_argument("--home", help="Where the bundled models are (default: data dir)")
+    parser.add_argument(
+        "--summary-ctx", type=int, default=2048, help="Window of the summary model (same weights)"
+    )
     parser.add_argument(
         "--summary",
         action=argparse.BooleanOptionalAction,
