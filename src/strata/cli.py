@@ -7,6 +7,7 @@ print as one line (``error: …``) with exit status 1, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import sys
@@ -242,10 +243,14 @@ def complete(
 
 @main.command()
 @click.option("--system", help="System prompt")
+@click.option("--session", help="Resume (or start) a stored session that remembers")
+@click.option("--voice", help="Brand voice id to apply")
 @_client_options
 @settings_options
 def chat(
     system: str | None,
+    session: str | None,
+    voice: str | None,
     model: str | None,
     url: str | None,
     key: str | None,
@@ -263,6 +268,13 @@ def chat(
     async def go() -> None:
         client = _client(settings, url, key)
         history: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+        options: dict[str, Any] = {"voice": voice} if voice else {}
+        if session:
+            from strata.dialogue.cli import ensure_session
+
+            options["session"] = session
+            turns = await ensure_session(client, session)
+            click.secho(f"session {session}: {turns} earlier turns remembered", dim=True)
         click.secho(f"strata chat with {name} (/reset, /exit)", dim=True)
         try:
             while True:
@@ -282,12 +294,15 @@ def chat(
                     kind="chat", messages=list(history), stream=True, params=params
                 )
                 try:
-                    text, _ = await _answer(client, name, request, echo=True)
+                    text, _ = await _answer(client, name, request, True, options)
                 except StrataError as exc:
                     history.pop()
                     click.secho(f"error: {exc.message}", fg="red", err=True)
                     continue
-                history.append({"role": "assistant", "content": text})
+                if session:  # the server keeps the history; send only what is new
+                    history.pop()
+                else:
+                    history.append({"role": "assistant", "content": text})
         finally:
             await client.close()
 
@@ -377,3 +392,10 @@ def assemble(settings: Settings, names: tuple[str, ...]) -> None:
 
             path = catalog.assemble(model, settings.home, progress=advance, on_phase=phase)
             progress.console.print(f"{bundled}: {path}")
+
+
+# Feature commands build on the helpers above, so they are imported after them.
+main.add_command(importlib.import_module("strata.dialogue.cli").sessions)
+main.add_command(importlib.import_module("strata.apps.cli").template)
+main.add_command(importlib.import_module("strata.apps.cli").voice)
+main.add_command(importlib.import_module("strata.apps.cli").feedback)

@@ -104,6 +104,42 @@ def default_models() -> dict[str, ModelSpec]:
     }
 
 
+class DialogueSettings(BaseModel):
+    """Sessions that remember, templates, brand voices and feedback (``strata.dialogue``,
+    ``strata.apps``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recent_turns: int = Field(12, ge=1, description="Most recent turns kept verbatim in a prompt")
+    retrieved_turns: int = Field(6, ge=0, description="Earlier turns retrieved per message")
+    retrieval_share: float = Field(
+        0.35, gt=0, le=1, description="Most of the prompt budget retrieved turns may take"
+    )
+    answer_tokens: int = Field(
+        512, ge=1, description="Room kept for the answer when a request sets no max_tokens"
+    )
+    default_window: int = Field(
+        4096, ge=256, description="Context window assumed for a model that declares none"
+    )
+    summary: bool = Field(True, description="Keep a rolling summary of turns out of the window")
+    summary_model: str | None = Field(
+        None, description="Model that writes summaries (default: default_model, if served)"
+    )
+    summary_batch: int = Field(
+        16, ge=1, description="Summarise once this many turns have left the recent window"
+    )
+    summary_max_tokens: int = Field(200, ge=16, description="Longest summary, in tokens")
+    templates_dir: Path | None = Field(
+        None, description="Folder of user templates (*.toml); default: <home>/templates"
+    )
+    voice_retries: int = Field(
+        1, ge=0, description="Regenerations when an output breaks a voice's hard rules"
+    )
+    feedback_examples: int = Field(
+        3, ge=0, description="Accepted edits reused as few-shot examples per template and voice"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STRATA_", env_nested_delimiter="__", extra="forbid"
@@ -121,6 +157,10 @@ class Settings(BaseSettings):
     max_queue: int = Field(16, ge=0, description="Default waiting requests per model before 429")
     cpu_hour_usd: float = Field(0.05, ge=0, description="Price of a CPU-hour for local models")
     log_level: str = Field("info", description="Log level of the server")
+    dialogue: DialogueSettings = Field(
+        default_factory=DialogueSettings,
+        description="Sessions, templates, brand voices and feedback",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -12,6 +12,9 @@ OpenAI's error body in one place (``strata.serve.errors``), keyed on type, never
     │   │   └── ContextWindowExceeded   400: prompt + max_tokens > the model's window
     │   ├── AuthenticationFailed    401: missing or wrong API key
     │   ├── ModelNotFound           404: no such model
+    │   ├── NotFound                404: no such session, voice, template or response
+    │   │                               (or one that belongs to another API key)
+    │   ├── InvalidInput            422: a template's input breaks its declared type or limits
     │   └── QueueFull               429: the model's wait queue is at its bound
     └── BackendError                the model's fault (HTTP 5xx)
         ├── ModelLoadError          500: weights missing, corrupt, or out of memory
@@ -66,6 +69,20 @@ class AuthenticationFailed(RequestError):
 class ModelNotFound(RequestError):
     status_code = 404
     code = "model_not_found"
+
+
+class NotFound(RequestError):
+    """Also what another API key's session, voice or template looks like: it is not there."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class InvalidInput(RequestError):
+    """A value that parsed but breaks a declared rule (a template input); ``param`` names it."""
+
+    status_code = 422
+    code = "invalid_input"
 
 
 class QueueFull(RequestError):

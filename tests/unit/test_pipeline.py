@@ -24,7 +24,7 @@ class Shout:
 
     async def before(self, turn: ChatTurn) -> None:
         turn.gen.messages = [{"role": "system", "content": "be loud"}, *turn.gen.messages]
-        turn.info["shout"] = turn.options.get("voice")
+        turn.info["shout"] = turn.options.get("top_k")
         turn.buffer_output = self.buffer
 
     async def after(self, turn: ChatTurn, texts: list[str]) -> list[str]:
@@ -60,12 +60,12 @@ def test_layer_wraps_generation(live: LiveServer, engine: Engine) -> None:
     body = {
         "model": "fake",
         "messages": [{"role": "user", "content": "hi"}],
-        "strata": {"voice": "v1"},
+        "strata": {"top_k": 7},
     }
     with _client(live) as http:
         data = http.post("/chat/completions", json=body).json()
     assert data["choices"][0]["message"]["content"] == "HELLO"
-    assert data["strata"]["shout"] == "v1"
+    assert data["strata"]["shout"] == 7
     assert fake(engine).calls[0].messages[0] == {"role": "system", "content": "be loud"}
     assert layer.seen == ["hello"]
 

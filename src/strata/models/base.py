@@ -120,6 +120,13 @@ class Price:
         ) / 1e6
 
 
+def _content_text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        return "".join(str(part.get("text") or "") for part in content)
+    return str(content or "")
+
+
 class Backend(ABC):
     """A model strata can serve. Subclasses set ``capabilities`` and implement ``generate``."""
 
@@ -154,6 +161,19 @@ class Backend(ABC):
     @property
     def price(self) -> Price:
         return Price(self.spec.price_input_per_mtok or 0.0, self.spec.price_output_per_mtok or 0.0)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes for this model. Backends that hold their tokenizer (llama,
+        fake) count exactly; this fallback, for models whose tokenizer strata cannot see (a
+        remote server), is an estimate that leans high: one token per 3 UTF-8 bytes, while
+        BPE tokenizers average about 4 on English, so a prompt fitted with it still fits."""
+        return -(-len(text.encode()) // 3)
+
+    def count_messages(self, messages: list[dict[str, Any]]) -> int:
+        """Prompt tokens of a chat request with these ``messages``, chat template included.
+        The fallback adds 4 tokens per message and 3 for the reply's header (OpenAI's
+        documented overhead for its chat format) to ``count_tokens`` of each content."""
+        return 3 + sum(4 + self.count_tokens(_content_text(m)) for m in messages)
 
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         """Embedding vectors and the tokens consumed; only for ``Capability.EMBEDDINGS``."""

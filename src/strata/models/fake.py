@@ -14,6 +14,7 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from strata.config import ModelSpec
 from strata.errors import ContextWindowExceeded
@@ -77,12 +78,16 @@ class FakeBackend(Backend):
             vectors.append([v / norm for v in raw])
         return vectors, sum(len(fake_tokens(t)) for t in texts)
 
+    def count_tokens(self, text: str) -> int:
+        return len(fake_tokens(text))
+
+    def count_messages(self, messages: list[dict[str, Any]]) -> int:
+        return len(fake_tokens(" ".join(str(m.get("content") or "") for m in messages))) + 1
+
     def _prompt_tokens(self, request: GenerationRequest) -> int:
         if request.kind == "chat":
-            text = " ".join(str(m.get("content") or "") for m in request.messages or [])
-        else:
-            text = request.prompt or ""
-        return len(fake_tokens(text)) + 1
+            return self.count_messages(request.messages or [])
+        return len(fake_tokens(request.prompt or "")) + 1
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         self._loaded = True

@@ -33,6 +33,7 @@ from strata.models.base import (
     Capability,
     Chunk,
     GenerationRequest,
+    SamplingParams,
     TokenLogprob,
     TopLogprob,
     Usage,
@@ -174,6 +175,19 @@ class LlamaBackend(Backend):
         finally:
             cancel.set()
             await asyncio.shield(worker)  # the model is free only once the worker lets go
+
+    def count_tokens(self, text: str) -> int:
+        """Exact once loaded (the model's own tokenizer); the base estimate before."""
+        if self._llm is None:
+            return super().count_tokens(text)
+        return len(self._llm.tokenize(text.encode(), add_bos=False, special=False))
+
+    def count_messages(self, messages: list[dict[str, Any]]) -> int:
+        """Exactly the prompt ``generate`` would build (chat template and all), once loaded."""
+        if self._llm is None or self._formatter is None:
+            return super().count_messages(messages)
+        request = GenerationRequest(kind="chat", params=SamplingParams(), messages=messages)
+        return len(self._prompt_tokens(request)[0])
 
     def _prompt_tokens(self, request: GenerationRequest) -> tuple[list[int], tuple[str, ...]]:
         llm = self._llm

@@ -10,7 +10,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from strata import __version__
+from strata.apps.routes import router as apps_router
 from strata.config import Settings
+from strata.dialogue.routes import router as sessions_router
 from strata.engine import Engine
 from strata.serve.errors import install_error_handlers
 from strata.serve.metrics import Metrics
@@ -43,6 +45,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.started = time.time()
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(sessions_router)
+    app.include_router(apps_router)
 
     @app.get("/health", summary="200 when ready, 503 while models load")
     async def health(request: Request) -> JSONResponse:

@@ -103,6 +103,8 @@ class StrataOptions(BaseModel):
     knowledge: str | None = Field(None, description="Knowledge collection to ground the answer")
     top_k: int | None = Field(None, ge=1, le=50, description="Passages to retrieve")
     voice: str | None = Field(None, description="Brand voice id to apply")
+    template: str | None = Field(None, description="Template to run (its inputs in `inputs`)")
+    inputs: dict[str, Any] | None = Field(None, description="The template's input values")
     quality: float | None = Field(
         None, gt=0, le=1, description="Routes: keep at least this share of the big model's quality"
     )

@@ -1,0 +1,363 @@
+"""Dialogue memory: recall of facts planted early in a long conversation, strata's session
+memory vs a plain sliding window, on the same model with the same context budget, same run.
+
+The conversation has 10 facts planted in turns 3-21 (each on its own day, so two "when did I
+tell you…" questions have an answer), ~200 turns of unrelated chat, then 12 probe questions
+interleaved with more chat, for ~290 turns in all. The history is imported without
+generating (what ``POST /v1/sessions/{id}/messages`` does); only the probes are generated,
+greedy, 32 tokens at most. The rolling summary of the imported turns is written by the same
+weights (with a wider window, ``--summary-ctx``, so each call folds in more turns) before the
+first probe; in service it runs in the background as turns arrive.
+
+    memory:  strata's prompt (summary + retrieved earlier turns + recent turns), exact fit
+    window:  the most recent turns that fit the same budget (counted with the same tokenizer)
+
+A probe counts as recalled when the answer contains the planted value. Reports recall and
+prompt tokens per probe (median) for both.
+
+    python bench/memory.py --json OUT [--n-ctx 768] [--filler 200] [--no-summary]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from _common import median, write_json
+from strata import catalog
+from strata.config import DialogueSettings, ModelSpec, Settings, default_home
+from strata.dialogue import NewTurn
+from strata.engine import Timings
+from strata.models.base import GenerationRequest, SamplingParams, Usage
+from strata.pipeline import ChatTurn
+from strata.stack import Stack
+
+console = Console(stderr=True)
+SYSTEM = "You are a helpful assistant. Answer in one short sentence."
+DAY = 86_400.0
+START = 1788253200.0  # Tue 2026-09-01 09:00 UTC
+
+# (fact said by the user, probe question, accepted answers)
+FACTS = [
+    ("My sister's name is Priya.", "What is my sister's name?", ["priya"]),
+    (
+        "The wifi password at the cabin is bluefern42.",
+        "What is the wifi password at the cabin?",
+        ["bluefern42"],
+    ),
+    (
+        "My flight to Lisbon leaves on March 14.",
+        "When does my flight to Lisbon leave?",
+        ["march 14", "14 march", "mar 14", "march 14th"],
+    ),
+    ("I parked the car on level 6, spot C17.", "Where did I park the car?", ["c17"]),
+    ("My favourite tea is genmaicha.", "What is my favourite tea?", ["genmaicha"]),
+    ("The project codename is Nightjar.", "What is the project codename?", ["nightjar"]),
+    (
+        "My dentist appointment is at 3:40 pm.",
+        "What time is my dentist appointment?",
+        ["3:40", "15:40"],
+    ),
+    (
+        "Our team's budget for Q3 is 48,000 euros.",
+        "What is our team's budget for Q3?",
+        ["48,000", "48000", "48 000", "48k"],
+    ),
+    ("My cat is called Biscuit.", "What is my cat called?", ["biscuit"]),
+    (
+        "The locker combination at the gym is 7-19-23.",
+        "What is the locker combination at the gym?",
+        ["7-19-23", "7 19 23", "7, 19, 23"],
+    ),
+]
+
+
+def _day_answers(day: int) -> list[str]:
+    return [
+        f"2026-09-{day:02d}",
+        f"september {day}",
+        f"sep {day}",
+        f"{day} september",
+        f"09/{day:02d}",
+        f"{day:02d}/09",
+    ]
+
+
+# Fact i is told on September (i + 1): the cat (8) on the 9th, the codename (5) on the 6th.
+WHEN = [
+    ("On what date did I tell you what my cat is called?", _day_answers(9)),
+    ("On what date did I tell you the project codename?", _day_answers(6)),
+]
+
+TOPICS = [
+    "volcanoes",
+    "jazz",
+    "origami",
+    "tides",
+    "bridges",
+    "chess",
+    "comets",
+    "bread",
+    "glaciers",
+    "trains",
+    "bees",
+    "lighthouses",
+    "kites",
+    "coral reefs",
+    "typography",
+    "sailing",
+    "mushrooms",
+    "opera",
+    "deserts",
+    "clocks",
+]
+USER_LINES = [
+    "I read an article about {t} this morning, it was {a}.",
+    "Do you know much about {t}? A friend keeps talking about it.",
+    "I watched a documentary on {t} last night and found it {a}.",
+    "Someone at work said {t} are overrated, I think they are {a}.",
+    "What is one surprising thing about {t}?",
+    "I might take a weekend course about {t}, sounds {a}.",
+]
+ASSISTANT_LINES = [
+    "That sounds {a}! {T} have a long history with plenty of surprises.",
+    "Interesting choice. Many people find {t} {a} once they look closer.",
+    "Happy to talk about {t}. What part interests you most?",
+    "Good question. {T} are more varied than most people expect.",
+]
+ADJECTIVES = ["fascinating", "calming", "odd", "inspiring", "dull", "surprising", "lovely"]
+
+
+def filler(rng: random.Random, count: int, start: float) -> list[NewTurn]:
+    turns = []
+    for i in range(count):
+        topic, adj = rng.choice(TOPICS), rng.choice(ADJECTIVES)
+        lines = USER_LINES if i % 2 == 0 else ASSISTANT_LINES
+        text = rng.choice(lines).format(t=topic, T=topic.capitalize(), a=adj)
+        turns.append(NewTurn("user" if i % 2 == 0 else "assistant", text, None, start + i * 600))
+    return turns
+
+
+def script(
+    n_filler: int, seed: int = 7
+) -> tuple[list[NewTurn], list[tuple[list[NewTurn], str, list[str]]]]:
+    """The history before the first probe, then (turns imported before it, probe, answers)."""
+    rng = random.Random(seed)
+    history = [
+        NewTurn(
+            "user",
+            "Hi! I'll tell you a few things to remember over the next weeks.",
+            None,
+            START - 3600,
+        ),
+        NewTurn("assistant", "Sure, I'm listening.", None, START - 3590),
+    ]
+    for i, (fact, _, _) in enumerate(FACTS):
+        when = START + i * DAY
+        history.append(NewTurn("user", fact, None, when))
+        history.append(NewTurn("assistant", "Noted, I'll remember that.", None, when + 5))
+    history += filler(rng, n_filler, START + 11 * DAY)
+    probes = [(q, a) for _, q, a in FACTS] + WHEN
+    rng.shuffle(probes)
+    later = START + 14 * DAY
+    plan = []
+    for i, (question, answers) in enumerate(probes):
+        between = filler(rng, 4, later + i * DAY) if i else []
+        plan.append((between, question, answers))
+    return history, plan
+
+
+def recalled(answer: str, accepted: list[str]) -> bool:
+    text = re.sub(r"\s+", " ", answer.lower())
+    return any(a in text for a in accepted)
+
+
+async def generate(stack: Stack, turn: ChatTurn) -> tuple[str, Usage]:
+    await stack.pipeline.before(turn)
+    parts, usage = [], Usage(0, 0)
+    async for chunk in stack.pipeline.generate(turn, Timings()):
+        parts.append(chunk.text)
+        usage = chunk.usage or usage
+    [text] = await stack.pipeline.after(turn, ["".join(parts)])
+    return text, usage
+
+
+def request(messages: list[dict[str, Any]], max_tokens: int) -> GenerationRequest:
+    params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=0)
+    return GenerationRequest(kind="chat", messages=messages, params=params)
+
+
+def window_messages(
+    stack: Stack, history: list[NewTurn], question: str, budget: int
+) -> list[dict[str, Any]]:
+    """The plain baseline: the system prompt, the newest turns that fit, the question."""
+    backend = stack.engine.get("small").backend
+    tail: list[dict[str, Any]] = [{"role": "user", "content": question}]
+    head = [{"role": "system", "content": SYSTEM}]
+    kept: list[dict[str, Any]] = []
+    for turn in reversed(history):
+        trial = [{"role": turn.role, "content": turn.content}, *kept]
+        if backend.count_messages(head + trial + tail) > budget:
+            break
+        kept = trial
+    return head + kept + tail
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    model = catalog.lookup("qwen2.5-coder-0.5b-instruct")
+    models_home = Path(args.home) if args.home else default_home()
+    if not catalog.is_ready(model, models_home):
+        sys.exit(f"the small model is not assembled in {models_home}: run `make models-test`")
+    path = catalog.models_dir(models_home) / model.filename
+    state = Path(tempfile.mkdtemp(prefix="strata-memory-"))
+    settings = Settings(
+        home=state,
+        bundled_models=False,
+        default_model="small",
+        models={
+            "small": ModelSpec(path=path, n_ctx=args.n_ctx, n_threads=args.threads),
+            # The same weights with a wider window, so each summary call folds in more turns.
+            "summarizer": ModelSpec(path=path, n_ctx=args.summary_ctx, n_threads=args.threads),
+        },
+        dialogue=DialogueSettings(
+            summary=args.summary,
+            summary_model="summarizer",
+            summary_max_tokens=100,
+            summary_batch=24,
+        ),
+    )
+    stack = Stack(settings)
+    history, plan = script(args.filler)
+    session = stack.sessions.create("", "bench", system=SYSTEM)
+    stack.sessions.append(session, history)
+    started = time.perf_counter()
+    stack.summariser.schedule(session.sid, "small")
+    await stack.summariser.settle()
+    summary_s = time.perf_counter() - started
+    console.print(f"summary of {len(history)} imported turns: {summary_s:.0f}s")
+
+    budget = args.n_ctx - args.max_tokens
+    window_history = list(history)
+    results: dict[str, dict[str, list[Any]]] = {
+        mode: {"hits": [], "prompt_tokens": [], "seconds": []} for mode in ("memory", "window")
+    }
+    for between, question, answers in plan:
+        if between:
+            stack.sessions.append(session, between)
+            window_history += between
+            stack.summariser.schedule(session.sid, "small")
+            await stack.summariser.settle()
+        t0 = time.perf_counter()
+        turn = ChatTurn(
+            "small",
+            request([{"role": "user", "content": question}], args.max_tokens),
+            options={"session": "bench"},
+        )
+        memory_answer, memory_usage = await generate(stack, turn)
+        t1 = time.perf_counter()
+        messages = window_messages(stack, window_history, question, budget)
+        window_answer, window_usage = await generate(
+            stack, ChatTurn("small", request(messages, args.max_tokens))
+        )
+        t2 = time.perf_counter()
+        when = time.time()
+        window_history += [
+            NewTurn("user", question, None, when),
+            NewTurn("assistant", window_answer, None, when),
+        ]
+        for mode, answer, usage, secs in (
+            ("memory", memory_answer, memory_usage, t1 - t0),
+            ("window", window_answer, window_usage, t2 - t1),
+        ):
+            results[mode]["hits"].append(recalled(answer, answers))
+            results[mode]["prompt_tokens"].append(usage.prompt_tokens)
+            results[mode]["seconds"].append(secs)
+        console.print(
+            f"[dim]{question}[/dim]\n  memory {'✓' if results['memory']['hits'][-1] else '✗'}"
+            f" {memory_answer.strip()[:90]!r}\n  window"
+            f" {'✓' if results['window']['hits'][-1] else '✗'} {window_answer.strip()[:90]!r}"
+        )
+    total_turns = stack.sessions.get("", "bench").turns
+    await stack.shutdown()
+
+    def figures(mode: str) -> dict[str, Any]:
+        r = results[mode]
+        return {
+            "recall": sum(r["hits"]) / len(r["hits"]),
+            "recalled": sum(r["hits"]),
+            "probes": len(r["hits"]),
+            "prompt_tokens_per_turn": median(r["prompt_tokens"]),
+            "prompt_tokens_mean": sum(r["prompt_tokens"]) / len(r["prompt_tokens"]),
+            "seconds_per_turn": median(r["seconds"]),
+        }
+
+    return {
+        "memory": figures("memory"),
+        "window": figures("window"),
+        "setup": {
+            "model": "qwen2.5-coder-0.5b-instruct Q4_K_M",
+            "n_ctx": args.n_ctx,
+            "max_tokens": args.max_tokens,
+            "conversation_turns": total_turns,
+            "planted_facts": len(FACTS),
+            "fact_turns": [3 + 2 * i for i in range(len(FACTS))],
+            "probes": len(plan),
+            "summary": args.summary,
+            "summary_ctx": args.summary_ctx,
+            "summary_seconds": round(summary_s, 1),
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="Write the results here")
+    parser.add_argument("--n-ctx", type=int, default=768, help="Context window (both modes)")
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--filler", type=int, default=200, help="Chat turns after the facts")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="1 is fastest on a shared, busy machine"
+    )
+    parser.add_argument("--home", help="Where the bundled models are (default: data dir)")
+    parser.add_argument(
+        "--summary-ctx", type=int, default=2048, help="Window of the summary model (same weights)"
+    )
+    parser.add_argument(
+        "--summary",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Write the rolling summary (--no-summary: retrieval and recent turns only)",
+    )
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    table = Table("mode", "recall", "prompt tokens / turn (median)", "s / turn")
+    for mode in ("memory", "window"):
+        f = result[mode]
+        table.add_row(
+            mode,
+            f"{f['recall']:.0%} ({f['recalled']}/{f['probes']})",
+            f"{f['prompt_tokens_per_turn']:.0f}",
+            f"{f['seconds_per_turn']:.1f}",
+        )
+    Console().print(table)
+    setup = result["setup"]
+    Console().print(
+        f"{setup['conversation_turns']} turns, facts in turns {setup['fact_turns'][0]}-"
+        f"{setup['fact_turns'][-1]}, window {setup['n_ctx']} tokens, same model and run"
+    )
+    if args.json:
+        write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()

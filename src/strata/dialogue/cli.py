@@ -1,0 +1,137 @@
+"""``strata sessions list | show | delete``; ``strata chat --session NAME`` lives in
+``strata.cli`` and uses ``ensure_session`` here to resume (or start) the session."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from strata.apicall import api, dumps
+from strata.cli import make_settings, settings_options
+from strata.errors import UpstreamError
+
+
+async def ensure_session(client: Any, name: str) -> int:
+    """Create session ``name`` if it does not exist; return how many turns it already has.
+    Works with the in-process client (its stack's store) and with a server (REST)."""
+    stack = getattr(client, "stack", None)
+    if stack is not None:
+        from strata.dialogue.owner import ANONYMOUS
+
+        found = await asyncio.to_thread(stack.sessions.find, ANONYMOUS, name)
+        if found is None:
+            found = await asyncio.to_thread(stack.sessions.create, ANONYMOUS, name)
+        return int(found.turns)
+    http = client.http
+    response = await http.get(f"/sessions/{name}")
+    if response.status_code == 404:
+        response = await http.post("/sessions", json={"id": name})
+    if response.status_code >= 400:
+        raise UpstreamError(response.text[:300], upstream_status=response.status_code)
+    return int(response.json().get("turn_count", 0))
+
+
+def _remote(func: Any) -> Any:
+    func = click.option("--url", envvar="STRATA_URL", help="Use a running server (…/v1)")(func)
+    return click.option("--key", envvar="STRATA_API_KEY", help="API key for --url")(func)
+
+
+@click.group()
+def sessions() -> None:
+    """Stored dialogue sessions (list, show, delete)."""
+
+
+@sessions.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@_remote
+@settings_options
+def list_(
+    as_json: bool,
+    url: str | None,
+    key: str | None,
+    config_file: Path | None,
+    api_keys: tuple[str, ...],
+    **flags: Any,
+) -> None:
+    """List your sessions, most recently used first."""
+    settings = make_settings(config_file, api_keys, **flags)
+
+    async def go() -> dict[str, Any]:
+        async with api(settings, url, key) as client:
+            data: dict[str, Any] = await client.call("GET", "/v1/sessions")
+            return data
+
+    data = asyncio.run(go())
+    if as_json:
+        click.echo(dumps(data))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("session", "turns", "updated", "title")
+    for s in data["data"]:
+        updated = time.strftime("%Y-%m-%d %H:%M", time.localtime(s["updated"]))
+        table.add_row(s["id"], str(s["turn_count"]), updated, s["title"])
+    Console().print(table)
+
+
+@sessions.command()
+@click.argument("session_id")
+@click.option("--json", "as_json", is_flag=True)
+@_remote
+@settings_options
+def show(
+    session_id: str,
+    as_json: bool,
+    url: str | None,
+    key: str | None,
+    config_file: Path | None,
+    api_keys: tuple[str, ...],
+    **flags: Any,
+) -> None:
+    """Print a session's turns (and its rolling summary)."""
+    settings = make_settings(config_file, api_keys, **flags)
+
+    async def go() -> dict[str, Any]:
+        async with api(settings, url, key) as client:
+            data: dict[str, Any] = await client.call("GET", f"/v1/sessions/{session_id}")
+            return data
+
+    data = asyncio.run(go())
+    if as_json:
+        click.echo(dumps(data))
+        return
+    if data["summary"]:
+        click.secho(f"summary (turns 1-{data['summary_upto']}): {data['summary']}", dim=True)
+    for t in data["turns"]:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(t["created"]))
+        who = t["role"] + (f" ({t['name']})" if t["name"] else "")
+        click.secho(f"[{t['seq']}] {when} {who}", bold=True)
+        click.echo(t["content"])
+
+
+@sessions.command()
+@click.argument("session_id")
+@_remote
+@settings_options
+def delete(
+    session_id: str,
+    url: str | None,
+    key: str | None,
+    config_file: Path | None,
+    api_keys: tuple[str, ...],
+    **flags: Any,
+) -> None:
+    """Delete a session and all its turns."""
+    settings = make_settings(config_file, api_keys, **flags)
+
+    async def go() -> None:
+        async with api(settings, url, key) as client:
+            await client.call("DELETE", f"/v1/sessions/{session_id}")
+
+    asyncio.run(go())
+    click.echo(f"deleted {session_id}")
