@@ -34,6 +34,7 @@ class ChatTurn:
     info: dict[str, Any] = field(default_factory=dict)
     answered_by: str | None = None
     buffer_output: bool = False
+    state: dict[str, Any] = field(default_factory=dict)  # layers' hand-offs to each other
 
 
 class ChatLayer(Protocol):

@@ -31,7 +31,7 @@ from strata.pipeline import ChatTurn, Pipeline
 BULLETS = "Answer with a bulleted list only: one item per line, each line starting with '- '."
 JSON_ONLY = "Answer with one JSON object that follows the schema, and nothing else."
 log = logging.getLogger("strata.apps")
-PROMPT = "_response_log_prompt"  # the user's message as sent, kept for the response log
+PROMPT = "response_log_prompt"  # the user's message as sent, kept for the response log
 _BULLET = re.compile(r"^\s*(?:[-*•‣▪]|\d+[.)])\s+")
 
 
@@ -55,10 +55,10 @@ class ResponseLog:
         self.pending: set[asyncio.Task[None]] = set()
 
     async def before(self, turn: ChatTurn) -> None:
-        turn.options[PROMPT] = _last_user(turn)  # before other layers rewrite it
+        turn.state[PROMPT] = _last_user(turn)  # before other layers rewrite it
 
     async def after(self, turn: ChatTurn, texts: list[str]) -> list[str]:
-        prompt = str(turn.options.pop(PROMPT, ""))
+        prompt = str(turn.state.pop(PROMPT, ""))
         if not turn.response_id:  # the CLI's in-process client makes none
             from strata.serve.convert import new_id
 

@@ -42,7 +42,7 @@ from strata.errors import ContextWindowExceeded, InvalidRequest
 from strata.models.base import Backend, Capability
 from strata.pipeline import ChatTurn
 
-NEW_TURNS = "_session_new_turns"  # the recorder hands the new turns to the memory here
+NEW_TURNS = "session_new_turns"  # the recorder hands the new turns to the memory here
 _WORD = re.compile(r"[\w'-]+", re.UNICODE)
 _ENTITY = re.compile(r"\b(?:[A-Z][\w-]+|\w*\d[\w-]*)\b")
 _STOP = """a an and are as at be but by can could did do does for from had has have how i i'm if
@@ -86,7 +86,7 @@ class SessionRecorder:
                 )
         # Kept as the caller sent them (a template may rewrite the messages next); the memory
         # stores them once every layer has accepted the request, just before generation.
-        turn.options[NEW_TURNS] = new
+        turn.state[NEW_TURNS] = new
         turn.info["session"] = {"id": session.id}
 
     async def after(self, turn: ChatTurn, texts: list[str]) -> list[str]:
@@ -140,7 +140,7 @@ class SessionMemory:
 
     async def before(self, turn: ChatTurn) -> None:
         info = turn.info.get("session")
-        new: list[NewTurn] = turn.options.pop(NEW_TURNS, [])
+        new: list[NewTurn] = turn.state.pop(NEW_TURNS, [])
         if not turn.options.get("session") or info is None or not new:
             return
         session = await asyncio.to_thread(self.store.get, owner_of(turn.key), info["id"])
