@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from strata.errors import ConfigError
+from strata.routing.settings import RouteSpec
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("strata_config_file", default=None)
 
@@ -121,6 +122,9 @@ class Settings(BaseSettings):
     max_queue: int = Field(16, ge=0, description="Default waiting requests per model before 429")
     cpu_hour_usd: float = Field(0.05, ge=0, description="Price of a CPU-hour for local models")
     log_level: str = Field("info", description="Log level of the server")
+    routes: dict[str, RouteSpec] = Field(
+        default_factory=dict, description="Named routes (model: NAME), added to auto, auto-*"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from strata.config import Settings
 from strata.engine import Engine
 from strata.pipeline import Pipeline
+from strata.routing.feature import Routing
 
 
 class Stack:
@@ -18,9 +19,11 @@ class Stack:
         self.settings = settings
         self.engine = engine if engine is not None else Engine(settings)
         self.pipeline = Pipeline(self.engine)
+        self.routing = Routing(settings, self.engine, self.pipeline)
 
     async def startup(self) -> None:
         await self.engine.startup()
 
     async def shutdown(self) -> None:
         await self.engine.shutdown()
+        self.routing.close()
