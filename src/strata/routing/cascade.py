@@ -221,6 +221,7 @@ class Router:
                 break
             tier_timings = Timings()
             if last:
+                turn.answered_by = model  # before the first chunk: streams name it at once
                 try:
                     async for chunk in self._stream_last(
                         turn, model, entry, tier_timings, started, timings
