@@ -1,9 +1,15 @@
-"""The routing benchmark's data and model runs: items, prompts, and a per-call output cache.
+"""Labelled outcomes for calibration and the routing benchmark: items, prompts, model runs.
 
-Every model call the benchmark needs (the small model's answer, its extra samples and its
-self-check, the big model's answer) runs once through strata's own engine and is cached on
-disk keyed by the model file's sha256 and the exact request, so re-scoring, re-calibrating or
-trying a new signal is instant, and a larger ``--limit`` only runs the items it adds.
+Data is any folder laid out like ``shared/data/routing``: one ``TASK.SPLIT.jsonl`` per task
+with ``{id, question, choices?, answer}``. An item becomes a plain chat request (choices
+listed with letters, or a worked problem asking for ``Answer: <number>``); its task and answer
+are kept apart for grading and never reach a router.
+
+Every model call (the first tier's answer, its extra samples and its self-check, the last
+tier's answer) runs once through strata's own engine and is cached on disk keyed by the model
+file's sha256 and the exact request, so re-scoring, re-calibrating or trying a new signal is
+instant, and a larger sample only runs the items it adds. ``strata calibrate`` and
+``bench/routing.py`` share this cache (``settings.home/cache/bench-routing``).
 """
 
 from __future__ import annotations
@@ -146,6 +152,10 @@ def model_sha256(engine: Engine, name: str) -> str:
     return hashlib.sha256(
         json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()
     ).hexdigest()
+
+
+def cache_dir(home: Path) -> Path:
+    return home / "cache" / "bench-routing"
 
 
 class Cache:
