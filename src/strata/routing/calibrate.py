@@ -17,6 +17,7 @@ From outcomes this module
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Sequence
@@ -66,7 +67,7 @@ def operating_curve(
     scores: Sequence[float], outcomes: Sequence[Outcome], parts: Sequence[str], big_acc: float
 ) -> list[CurvePoint]:
     """One point per distinct threshold; ``quality`` is accuracy / the big tier's."""
-    cuts = sorted(set(scores)) + [math.inf]
+    cuts = [*sorted(set(scores)), math.inf]
     points = []
     for t in cuts:
         escalate = [s < t for s in scores]
@@ -118,7 +119,7 @@ def pgr_at_shares(scores: Sequence[float], outcomes: Sequence[Outcome]) -> list[
 def apgr(pgrs: Sequence[float]) -> float:
     """Trapezoid area under PGR over the big-call share."""
     step = 1 / (len(pgrs) - 1)
-    return sum((a + b) / 2 * step for a, b in zip(pgrs, pgrs[1:], strict=False))
+    return sum((a + b) / 2 * step for a, b in itertools.pairwise(pgrs))
 
 
 def cpt(pgrs: Sequence[float], x: float) -> float:
