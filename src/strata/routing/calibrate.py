@@ -30,7 +30,6 @@ from strata.routing.tuning import CurvePoint, RouteTuning
 # Extra calls a signal makes, by the cost key it is charged under.
 EXTRA_COST = {"verify": "judge", "consistency": "samples"}
 DEFAULT_PARTS = ["answer_prob", "sequence_prob", "min_token_prob", "verify", "learned"]
-SHARES = [i / 100 for i in range(101)]
 
 
 @dataclass
@@ -101,30 +100,31 @@ def choose(
     return min(meeting, key=lambda p: (p.cost_per_request, p.big_share))
 
 
-def pgr_at_shares(scores: Sequence[float], outcomes: Sequence[Outcome]) -> list[float]:
-    """PGR when the ``share`` lowest-scored requests go to the big tier, for each share."""
+def pgr_at_shares(
+    scores: Sequence[float], outcomes: Sequence[Outcome]
+) -> list[tuple[float, float]]:
+    """(share, PGR) when the k least confident requests go to the big tier, k = 0..n."""
     n = len(outcomes)
     small = accuracy(outcomes, [False] * n)
     big = accuracy(outcomes, [True] * n)
     order = sorted(range(n), key=lambda i: scores[i])  # least confident first
-    out = []
-    for share in SHARES:
-        k = round(share * n)
-        chosen = set(order[:k])
-        acc = accuracy(outcomes, [i in chosen for i in range(n)])
-        out.append((acc - small) / (big - small) if big != small else 1.0)
-    return out
+    right = sum(o.small_ok for o in outcomes)
+    points = [(0.0, 0.0 if big != small else 1.0)]
+    for k, i in enumerate(order, start=1):
+        right += int(outcomes[i].big_ok) - int(outcomes[i].small_ok)
+        acc = right / n
+        points.append((k / n, (acc - small) / (big - small) if big != small else 1.0))
+    return points
 
 
-def apgr(pgrs: Sequence[float]) -> float:
-    """Trapezoid area under PGR over the big-call share."""
-    step = 1 / (len(pgrs) - 1)
-    return sum((a + b) / 2 * step for a, b in itertools.pairwise(pgrs))
+def apgr(points: Sequence[tuple[float, float]]) -> float:
+    """Area under PGR over the share of big calls (trapezoids between the points)."""
+    return sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in itertools.pairwise(points))
 
 
-def cpt(pgrs: Sequence[float], x: float) -> float:
+def cpt(points: Sequence[tuple[float, float]], x: float) -> float:
     """Smallest share of big calls with PGR ≥ x."""
-    for share, pgr in zip(SHARES, pgrs, strict=True):
+    for share, pgr in points:
         if pgr >= x - 1e-12:
             return share
     return 1.0
@@ -194,7 +194,7 @@ def calibrate(
         thresholds=[point.threshold],
         signal="combined",
         signal_options={"parts": parts, "part_options": options, "model": combiner.to_json()},
-        curve=_thin(curve),
+        curve=_thin(curve, point),
         target={**target, "expected_quality": point.quality, "expected_big_share": point.big_share},
         items=len(outcomes),
         fitted_at=time.time(),
@@ -202,9 +202,11 @@ def calibrate(
     return tuning, scores
 
 
-def _thin(curve: Sequence[CurvePoint], keep: int = 60) -> list[CurvePoint]:
-    """At most ``keep`` points (evenly by index) so routes.json stays readable."""
+def _thin(curve: Sequence[CurvePoint], chosen: CurvePoint, keep: int = 60) -> list[CurvePoint]:
+    """At most ``keep`` points (evenly by index, plus the chosen one) so routes.json stays
+    readable."""
     if len(curve) <= keep:
         return list(curve)
     step = (len(curve) - 1) / (keep - 1)
-    return [curve[round(i * step)] for i in range(keep)]
+    points = {round(i * step) for i in range(keep)} | {list(curve).index(chosen)}
+    return [curve[i] for i in sorted(points)]
