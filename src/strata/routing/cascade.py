@@ -18,6 +18,7 @@ request to the last tier alone (estimated at its price when it did not run).
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,7 @@ from strata.routing.signals import Attempt, ConfidenceSignal, Need, create_signa
 from strata.routing.tuning import RouteTuning
 
 JUDGE_TOP_LOGPROBS = 10
+_RNG = random.Random()
 SCORING_TOP_LOGPROBS = 5
 
 
@@ -74,7 +76,8 @@ class TierProbe:
             sample = replace(
                 params,
                 temperature=max(params.temperature, 0.7),
-                seed=(params.seed or 0) + i + 1,
+                # distinct draws: the request's seed + i, or fresh ones when it set none
+                seed=params.seed + i + 1 if params.seed is not None else _RNG.randrange(2**31),
                 logprobs=False,
                 top_logprobs=0,
             )
