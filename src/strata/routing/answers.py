@@ -12,6 +12,7 @@ import re
 
 _ANSWER_LINE = re.compile(r"answer\s*(?:is)?\s*[:=]?\s*(.+)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
+_BOXED = re.compile(r"\\boxed\{([^}]*)\}")
 _LETTER = re.compile(r"^\(?([A-Za-z])\)?(?:[.):\s]|$)")
 
 
@@ -27,9 +28,11 @@ def choice_letter(text: str, letters: str = "ABCD") -> str | None:
 
 
 def final_number(text: str) -> str | None:
-    """The final numeric answer of a worked solution, normalised (``"1,200.00"`` → ``"1200"``)."""
-    tails = _ANSWER_LINE.findall(text)
-    for scope in ([tails[-1]] if tails else []) + [text]:
+    """The final numeric answer of a worked solution, normalised (``"1,200.00"`` → ``"1200"``):
+    the first number after the last ``Answer:``, else in the last ``\\boxed{}``, else the
+    last number."""
+    tails = _ANSWER_LINE.findall(text) or _BOXED.findall(text)
+    for scope in [*([tails[-1]] if tails else []), text]:
         numbers = _NUMBER.findall(scope)
         if numbers:
             raw = numbers[0] if scope is not text else numbers[-1]

@@ -21,7 +21,14 @@ from strata.routing.features import prompt_features
 from strata.routing.outcomes import Item, Output, Record
 from strata.routing.signals import Attempt, create_signal
 
-SIGNALS = ["answer_prob", "sequence_prob", "min_token_prob", "verify", "consistency"]
+SIGNALS = [
+    "answer_prob",
+    "answer_margin",
+    "sequence_prob",
+    "min_token_prob",
+    "verify",
+    "consistency",
+]
 CHOICE_SAMPLES = 5
 
 

@@ -30,9 +30,10 @@ from strata.routing.judge import judge_messages
 LETTERS = "ABCDEFGHIJ"
 MC_INSTRUCTION = "Answer with the letter of the correct choice only."
 COT_INSTRUCTION = (
-    'Solve this step by step, then give the final answer on the last line as "Answer: <number>".'
+    "Solve this briefly, step by step, in plain text (no LaTeX). "
+    'End with the line "Answer: <number>".'
 )
-COT_MAX_TOKENS = 256
+COT_MAX_TOKENS = 320
 COT_SAMPLES = 2  # extra samples beyond the greedy answer (worked problems only)
 
 

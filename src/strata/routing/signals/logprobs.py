@@ -5,6 +5,9 @@
   that ends ``Answer: 42`` it is the tokens after the last ``Answer:``; otherwise it falls
   back to the sequence's mean.
 - ``sequence_prob``: the length-normalised sequence probability, exp(mean logprob).
+- ``answer_margin``: at the answer's first token, the probability of the chosen token minus
+  that of the best alternative (needs top logprobs): a split between two choices is doubt
+  even when the chosen one is fairly likely.
 - ``min_token_prob``: exp(mean of the ``lowest`` smallest token logprobs): one confidently
   wrong step in a long answer shows here and is averaged away in the mean.
 """
@@ -80,3 +83,19 @@ class MinTokenProb(ConfidenceSignal):
         lowest = int(self.options.get("lowest", 3))
         worst = sorted(attempt.logprobs, key=lambda t: t.logprob)[: max(1, lowest)]
         return _mean_prob(worst)
+
+
+@register_signal
+class AnswerMargin(ConfidenceSignal):
+    name = "answer_margin"
+    needs = frozenset({Need.LOGPROBS})
+    description = "answer token's probability minus the best alternative's"
+
+    async def score(self, attempt: Attempt, probe: Probe) -> float:
+        span = answer_span(attempt.logprobs)
+        if not span:
+            return 0.0
+        first = span[0]
+        chosen = math.exp(first.logprob)
+        others = [math.exp(t.logprob) for t in first.top if t.token != first.token]
+        return max(0.0, chosen - max(others, default=0.0))
