@@ -57,18 +57,27 @@ def evaluate(
     calib: list[cal.Outcome],
     evaluation: list[cal.Outcome],
     parts: list[str],
+    skips: tuple[list[bool], list[bool]] | None = None,
 ) -> dict[str, Any]:
-    """Pick the threshold on the calibration half for TARGET, apply it to the other half."""
+    """Pick the threshold on the calibration half for TARGET, apply it to the other half.
+    ``skips``: requests a prefilter sends straight to the big model (calibration, evaluation)."""
+    calib_skip, eval_skip = skips or ([False] * len(calib), [False] * len(evaluation))
     big_calib = cal.accuracy(calib, [True] * len(calib))
-    point = cal.choose(cal.operating_curve(calib_scores, calib, parts, big_calib), TARGET)
-    escalate = [s < point.threshold for s in eval_scores]
+    curve = cal.operating_curve(calib_scores, calib, parts, big_calib, calib_skip)
+    point = cal.choose(curve, TARGET)
+    escalate = [s < point.threshold or k for s, k in zip(eval_scores, eval_skip, strict=True)]
     n = len(evaluation)
     small = cal.accuracy(evaluation, [False] * n)
     big = cal.accuracy(evaluation, [True] * n)
     acc = cal.accuracy(evaluation, escalate)
-    cost = sum(cal.request_cost(o, parts, e) for o, e in zip(evaluation, escalate, strict=True))
-    pgrs = cal.pgr_at_shares(eval_scores, evaluation)
-    big_big = cal.operating_curve(eval_scores, evaluation, parts, big or 1.0)
+    cost = sum(
+        cal.request_cost(o, parts, e, k)
+        for o, e, k in zip(evaluation, escalate, eval_skip, strict=True)
+    )
+    # ranking metrics: prefiltered requests rank first (they always go to the big model)
+    ranked = [-1.0 if k else s for s, k in zip(eval_scores, eval_skip, strict=True)]
+    pgrs = cal.pgr_at_shares(ranked, evaluation)
+    eval_curve = cal.operating_curve(eval_scores, evaluation, parts, big or 1.0, eval_skip)
     return {
         "name": name,
         "threshold": round(point.threshold, 4),
@@ -78,7 +87,8 @@ def evaluate(
         "pgr": (acc - small) / (big - small) if big != small else 1.0,
         "apgr": cal.apgr(pgrs),
         "cpt": {str(int(x * 100)): cal.cpt(pgrs, x) for x in (0.5, 0.8, 0.95)},
-        "curve": [(p.cost_per_request * 1000, p.quality * big, p.big_share) for p in big_big],
+        "prefiltered": sum(eval_skip) / n,
+        "curve": [(p.cost_per_request * 1000, p.quality * big, p.big_share) for p in eval_curve],
     }
 
 
@@ -113,8 +123,13 @@ def run_routers(calib: list[cal.Outcome], evaluation: list[cal.Outcome]) -> dict
         )
         for o in evaluation
     ]
+    below = tuning.prefilter_below
+    skips = (
+        [x < below for x in cal.cross_fit_learned(calib)],
+        [learned.predict(o.prompt) < below for o in evaluation],
+    )
     results["combined"] = evaluate(
-        "combined", calib_scores, eval_scores, calib, evaluation, COMBINED_PARTS
+        "combined", calib_scores, eval_scores, calib, evaluation, COMBINED_PARTS, skips
     )
     return results
 

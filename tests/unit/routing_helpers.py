@@ -34,6 +34,21 @@ class Scripted(ConfidenceSignal):
         return SCORES.popleft()
 
 
+PROMPT_SCORES: deque[float] = deque()
+
+
+@register_signal
+class PromptScripted(ConfidenceSignal):
+    """A prompt-only signal (like the learned router) returning ``PROMPT_SCORES``."""
+
+    name = "prompt_scripted"
+    needs = frozenset({Need.PROMPT_ONLY})
+
+    async def score(self, attempt: Attempt, probe: Probe) -> float:
+        assert attempt.text == ""  # it runs before any model answered
+        return PROMPT_SCORES.popleft()
+
+
 def routing_settings(tmp_path: Path, **route: Any) -> Settings:
     models = {
         "small": ModelSpec(

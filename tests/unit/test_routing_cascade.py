@@ -14,6 +14,7 @@ from strata.stack import Stack
 from tests.conftest import fake
 from tests.unit.routing_helpers import (
     BIG_PRICE,
+    PROMPT_SCORES,
     SCORES,
     SMALL_PRICE,
     ask,
@@ -27,8 +28,10 @@ from tests.unit.routing_helpers import (
 @pytest.fixture(autouse=True)
 def _fresh_scores() -> Iterator[None]:
     SCORES.clear()
+    PROMPT_SCORES.clear()
     yield
     SCORES.clear()
+    PROMPT_SCORES.clear()
 
 
 @pytest.fixture
@@ -245,3 +248,21 @@ def test_plain_models_still_work_next_to_routes(stack: Stack) -> None:
     turn, text = ask(stack, "small")
     assert text == "ok" and turn.answered_by == "small"
     assert "route" not in turn.info
+
+
+def test_prefilter_sends_expected_failures_straight_up(tmp_path: Path) -> None:
+    stack = Stack(routing_settings(tmp_path, prefilter="prompt_scripted", prefilter_below=0.2))
+    PROMPT_SCORES.extend([0.05, 0.6])
+    SCORES.append(0.9)
+    turn, _ = ask(stack, "r")
+    assert turn.answered_by == "big"
+    assert fake(stack.engine, "small").calls == []
+    route = turn.info["route"]
+    assert route["tiers"][0]["prefilter"] == 0.05
+    assert "expected to fail" in route["reason"]
+    # the small tier's cost is saved: the request costs exactly the big call
+    assert route["cost"] == pytest.approx(cost(BIG_PRICE, 3, 1), abs=1e-15)
+    turn, _ = ask(stack, "r")  # prefilter 0.6: the cascade runs as usual
+    assert turn.answered_by == "small"
+    assert turn.info["route"]["tiers"][0]["prefilter"] == 0.6
+    stack.routing.close()

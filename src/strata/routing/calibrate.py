@@ -50,10 +50,12 @@ def signal_cost(o: Outcome, parts: Sequence[str]) -> float:
     return sum(o.extra_cost.get(k, 0.0) for k in keys)
 
 
-def request_cost(o: Outcome, parts: Sequence[str], escalate: bool) -> float:
-    """Prompt-only routers skip the small tier for escalated requests (``["learned"]``)."""
+def request_cost(o: Outcome, parts: Sequence[str], escalate: bool, skip: bool = False) -> float:
+    """Prompt-only routers skip the small tier for escalated requests (``["learned"]``), and
+    so does a prefilter for the requests it sends straight up (``skip``)."""
     prompt_only = list(parts) == ["learned"]
-    small = 0.0 if prompt_only and escalate else o.small_cost + signal_cost(o, parts)
+    skipped = skip or (prompt_only and escalate)
+    small = 0.0 if skipped else o.small_cost + signal_cost(o, parts)
     return small + (o.big_cost if escalate else 0.0)
 
 
@@ -63,15 +65,23 @@ def accuracy(outcomes: Sequence[Outcome], escalate: Sequence[bool]) -> float:
 
 
 def operating_curve(
-    scores: Sequence[float], outcomes: Sequence[Outcome], parts: Sequence[str], big_acc: float
+    scores: Sequence[float],
+    outcomes: Sequence[Outcome],
+    parts: Sequence[str],
+    big_acc: float,
+    skip: Sequence[bool] | None = None,
 ) -> list[CurvePoint]:
-    """One point per distinct threshold; ``quality`` is accuracy / the big tier's."""
+    """One point per distinct threshold; ``quality`` is accuracy / the big tier's. Requests a
+    prefilter sends straight up (``skip``) are escalated at every threshold."""
+    skips = list(skip) if skip is not None else [False] * len(outcomes)
     cuts = [*sorted(set(scores)), math.inf]
     points = []
     for t in cuts:
-        escalate = [s < t for s in scores]
+        escalate = [s < t or k for s, k in zip(scores, skips, strict=True)]
         acc = accuracy(outcomes, escalate)
-        cost = sum(request_cost(o, parts, e) for o, e in zip(outcomes, escalate, strict=True))
+        cost = sum(
+            request_cost(o, parts, e, k) for o, e, k in zip(outcomes, escalate, skips, strict=True)
+        )
         points.append(
             CurvePoint(
                 threshold=min(t, 1.0) if t != math.inf else 1.0 + 1e-9,
@@ -130,6 +140,22 @@ def cpt(points: Sequence[tuple[float, float]], x: float) -> float:
     return 1.0
 
 
+def fit_prefilter(
+    scores: Sequence[float], outcomes: Sequence[Outcome], max_small_acc: float = 0.1
+) -> float:
+    """The highest learned-router score below which the small tier was almost never right
+    (at most ``max_small_acc`` of those requests, and at least 5 % of all): requests under it
+    skip the small tier. 0 when no such cut exists."""
+    n = len(outcomes)
+    order = sorted(range(n), key=lambda i: scores[i])
+    best, right = 0.0, 0
+    for k, i in enumerate(order[:-1], start=1):
+        right += int(outcomes[i].small_ok)
+        if k >= max(3, 0.05 * n) and right / k <= max_small_acc:
+            best = (scores[i] + scores[order[k]]) / 2
+    return best
+
+
 def fit_learned(outcomes: Sequence[Outcome], l2: float = 10.0) -> Logistic:
     return fit_logistic([o.prompt for o in outcomes], [int(o.small_ok) for o in outcomes], l2)
 
@@ -182,8 +208,10 @@ def calibrate(
         combiner.predict(_row(o, parts, learned_scores[i] if learned_scores else None))
         for i, o in enumerate(outcomes)
     ]
+    below = fit_prefilter(learned_scores, outcomes) if learned_scores else 0.0
+    skip = [s < below for s in learned_scores] if learned_scores else [False] * len(outcomes)
     big_acc = accuracy(outcomes, [True] * len(outcomes))
-    curve = operating_curve(scores, outcomes, parts, big_acc)
+    curve = operating_curve(scores, outcomes, parts, big_acc, skip)
     point = choose(curve, target_quality, max_cost_per_1k)
     target = (
         {"max_cost_per_1k": max_cost_per_1k}
@@ -194,6 +222,9 @@ def calibrate(
         thresholds=[point.threshold],
         signal="combined",
         signal_options={"parts": parts, "part_options": options, "model": combiner.to_json()},
+        prefilter="learned" if below > 0 else None,
+        prefilter_options=options["learned"] if below > 0 else {},
+        prefilter_below=below,
         curve=_thin(curve, point),
         target={**target, "expected_quality": point.quality, "expected_big_share": point.big_share},
         items=len(outcomes),
