@@ -37,6 +37,7 @@ from strata.routing.outcomes import Cache, Item, cache_dir, load_items, run_all
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "routing"
 COMBINED_PARTS = [*SIGNALS, "learned"]
+CHEAP_PARTS = [p for p in COMBINED_PARTS if p != "consistency"]  # no extra samples
 TARGET = 0.95
 
 
@@ -112,14 +113,25 @@ def run_routers(calib: list[cal.Outcome], evaluation: list[cal.Outcome]) -> dict
         evaluation,
         ["learned"],
     )
-    tuning, calib_scores = cal.calibrate(calib, COMBINED_PARTS, TARGET)
+    for name, parts in (("combined", COMBINED_PARTS), ("combined-no-sc", CHEAP_PARTS)):
+        results[name] = evaluate_combined(name, parts, calib, evaluation, learned)
+    return results
+
+
+def evaluate_combined(
+    name: str,
+    parts: list[str],
+    calib: list[cal.Outcome],
+    evaluation: list[cal.Outcome],
+    learned: cal.Logistic,
+) -> dict[str, Any]:
+    """Fit the combiner (and the prefilter) on the calibration half, as `strata calibrate`
+    does, and evaluate it on the other half."""
+    tuning, calib_scores = cal.calibrate(calib, parts, TARGET)
     combiner = cal.Logistic.from_json(tuning.signal_options["model"])
     eval_scores = [
         combiner.predict(
-            [
-                cal.logit(learned.predict(o.prompt) if p == "learned" else o.scores[p])
-                for p in COMBINED_PARTS
-            ]
+            [cal.logit(learned.predict(o.prompt) if p == "learned" else o.scores[p]) for p in parts]
         )
         for o in evaluation
     ]
@@ -128,10 +140,7 @@ def run_routers(calib: list[cal.Outcome], evaluation: list[cal.Outcome]) -> dict
         [x < below for x in cal.cross_fit_learned(calib)],
         [learned.predict(o.prompt) < below for o in evaluation],
     )
-    results["combined"] = evaluate(
-        "combined", calib_scores, eval_scores, calib, evaluation, COMBINED_PARTS, skips
-    )
-    return results
+    return evaluate(name, calib_scores, eval_scores, calib, evaluation, parts, skips)
 
 
 def plot(path: Path, results: dict[str, Any], summary: dict[str, Any]) -> None:
@@ -140,22 +149,26 @@ def plot(path: Path, results: dict[str, Any], summary: dict[str, Any]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    for name, r in results.items():
-        xs = [c[0] for c in r["curve"]]
-        ys = [c[1] for c in r["curve"]]
-        width = 2.4 if name == "combined" else 1.2
-        ax.step(xs, ys, where="post", label=name, linewidth=width)
+    fig, (by_share, by_cost) = plt.subplots(1, 2, figsize=(13, 5.5))
     small, big = summary["small"], summary["big"]
-    ax.plot([small["cost"], big["cost"]], [small["acc"], big["acc"]], "k--", label="random")
-    ax.scatter([small["cost"], big["cost"]], [small["acc"], big["acc"]], c="k", zorder=5)
-    ax.annotate("small", (small["cost"], small["acc"]))
-    ax.annotate("big", (big["cost"], big["acc"]))
-    ax.axhline(small["acc"] + TARGET * (big["acc"] - small["acc"]), color="grey", lw=0.6)
-    ax.set_xlabel("cost per 1k requests (USD)")
-    ax.set_ylabel("accuracy (evaluation half)")
-    ax.set_title("Cascade routing: cost vs quality")
-    ax.legend(fontsize=8)
+    for name, r in results.items():
+        width = 2.4 if name == "combined" else 1.2
+        points = sorted((c[2], c[0], c[1]) for c in r["curve"])
+        by_share.plot([p[0] for p in points], [p[2] for p in points], label=name, lw=width)
+        points = sorted((c[0], c[1]) for c in r["curve"])
+        by_cost.plot([p[0] for p in points], [p[1] for p in points], label=name, lw=width)
+    goal = small["acc"] + TARGET * (big["acc"] - small["acc"])
+    by_share.plot([0, 1], [small["acc"], big["acc"]], "k--", label="random")
+    by_cost.plot([small["cost"], big["cost"]], [small["acc"], big["acc"]], "k--", label="random")
+    for ax in (by_share, by_cost):
+        ax.axhline(goal, color="grey", lw=0.6)
+        ax.set_ylabel("accuracy (evaluation half)")
+    by_cost.scatter([small["cost"], big["cost"]], [small["acc"], big["acc"]], c="k", zorder=5)
+    by_share.set_xlabel("share of requests reaching the big model")
+    by_cost.set_xlabel("cost per 1k requests (USD, measured CPU time)")
+    by_share.set_title(f"quality vs big-model calls (grey: {TARGET:.0%} of the gap)")
+    by_cost.set_title("quality vs cost")
+    by_share.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -266,3 +266,15 @@ def test_prefilter_sends_expected_failures_straight_up(tmp_path: Path) -> None:
     assert turn.answered_by == "small"
     assert turn.info["route"]["tiers"][0]["prefilter"] == 0.6
     stack.routing.close()
+
+
+def test_a_prefiltered_tier_stands_in_when_the_big_one_is_down(tmp_path: Path) -> None:
+    stack = Stack(routing_settings(tmp_path, prefilter="prompt_scripted", prefilter_below=0.2))
+    PROMPT_SCORES.append(0.05)
+    fake(stack.engine, "big").enqueue(BackendUnavailable("big is down"))
+    fake(stack.engine, "small").enqueue("small after all")
+    turn, text = ask(stack, "r")
+    assert text == "small after all" and turn.answered_by == "small"
+    route = turn.info["route"]
+    assert route["degraded"] is True and route["confidence"] is None
+    assert route["cost"] == pytest.approx(cost(SMALL_PRICE, 3, 3), abs=1e-15)

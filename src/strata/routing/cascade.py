@@ -193,7 +193,7 @@ class Router:
         info: dict[str, Any] = {"name": name, "tiers": trail, "degraded": False}
         turn.info["route"] = info
         spent = 0.0
-        kept: tuple[int, Answer, float] | None = None  # tier, answer, confidence
+        kept: tuple[int, Answer, float | None] | None = None  # tier, answer, confidence
         first = 0
         reason = ""
 
@@ -231,8 +231,13 @@ class Router:
                     ):
                         yield chunk
                 except (BackendError, QueueFull) as exc:
-                    if kept is None or entry.get("streamed"):
+                    if entry.get("streamed"):
                         raise
+                    if kept is None:  # tiers skipped on purpose (prefilter, direct) stand in
+                        kept = await self._stand_in(turn, tiers[:first], trail)
+                        if kept is None:
+                            raise
+                        spent += trail[kept[0]]["cost"]
                     entry["error"] = exc.message
                     info["degraded"] = True
                     reason = f"{model} unavailable; answered by {tiers[kept[0]]}"
@@ -276,12 +281,12 @@ class Router:
                 break
         if kept is None:
             raise BackendError(f"route '{name}': no tier could answer")
-        index, answer, confidence = kept
+        index, answer, kept_confidence = kept
         if not reason:
             reason = f"higher tiers unavailable; best answer from {tiers[index]}"
         info.update(
             answered_by=tiers[index],
-            confidence=round(confidence, 4),
+            confidence=None if kept_confidence is None else round(kept_confidence, 4),
             reason=reason,
             cost=round(spent, 10),
             baseline_cost=round(self.estimate(tiers[-1], answer, turn), 10),
@@ -291,6 +296,23 @@ class Router:
         for chunk in answer.chunks:
             yield chunk if turn.gen.params.logprobs else replace(chunk, logprobs=None)
         timings.total_s = time.perf_counter() - started
+
+    async def _stand_in(
+        self, turn: ChatTurn, tiers: list[str], trail: list[dict[str, Any]]
+    ) -> tuple[int, Answer, float | None] | None:
+        """When the last tier fails, a tier skipped on purpose answers after all (unscored)."""
+        for index in reversed(range(len(tiers))):
+            gen = replace(turn.gen, stream=False)
+            try:
+                answer = await self.collect(tiers[index], gen, turn.key, Timings())
+            except (BackendError, QueueFull) as exc:
+                trail[index]["error"] = exc.message
+                continue
+            trail[index].update(
+                ran=True, cost=round(self.costs.cost(tiers[index], answer.usage), 10)
+            )
+            return index, answer, None
+        return None
 
     def _why_last(self, index: int, first: int, trail: list[dict[str, Any]]) -> str:
         if index == first and index > 0:
