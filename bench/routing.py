@@ -129,6 +129,7 @@ def evaluate_combined(
     does, and evaluate it on the other half."""
     tuning, calib_scores = cal.calibrate(calib, parts, TARGET)
     combiner = cal.Logistic.from_json(tuning.signal_options["model"])
+    parts = tuning.signal_options["parts"]  # those forward selection kept
     eval_scores = [
         combiner.predict(
             [cal.logit(learned.predict(o.prompt) if p == "learned" else o.scores[p]) for p in parts]
@@ -140,7 +141,9 @@ def evaluate_combined(
         [x < below for x in cal.cross_fit_learned(calib)],
         [learned.predict(o.prompt) < below for o in evaluation],
     )
-    return evaluate(name, calib_scores, eval_scores, calib, evaluation, parts, skips)
+    result = evaluate(name, calib_scores, eval_scores, calib, evaluation, parts, skips)
+    result["parts"] = parts
+    return result
 
 
 def plot(path: Path, results: dict[str, Any], summary: dict[str, Any]) -> None:

@@ -160,7 +160,9 @@ def synthetic(n: int = 200, seed: int = 1) -> list[cal.Outcome]:
 
 def test_calibration_meets_its_target_on_the_data_it_saw() -> None:
     outcomes = synthetic()
-    tuning, scores = cal.calibrate(outcomes, ["answer_prob", "verify"], target_quality=0.95)
+    tuning, scores = cal.calibrate(
+        outcomes, ["answer_prob", "verify"], target_quality=0.95, select=False
+    )
     escalate = [s < tuning.thresholds[0] for s in scores]
     big = cal.accuracy(outcomes, [True] * len(outcomes))
     assert cal.accuracy(outcomes, escalate) >= 0.95 * big
@@ -169,11 +171,15 @@ def test_calibration_meets_its_target_on_the_data_it_saw() -> None:
     # the informative signal gets far more weight than the noise
     weights = tuning.signal_options["model"]["weights"]
     assert abs(weights[0]) > 3 * abs(weights[1])
+    # forward selection keeps the informative signal and drops the noise
+    assert cal.select_parts(outcomes, ["verify", "answer_prob"]) == ["answer_prob"]
     # a looser target escalates less
     loose, _ = cal.calibrate(outcomes, ["answer_prob", "verify"], target_quality=0.85)
     assert loose.target["expected_big_share"] < tuning.target["expected_big_share"]
     # a budget: cost per request = 1.5 (small + judge) + 4 per escalation
-    budget, _ = cal.calibrate(outcomes, ["answer_prob", "verify"], max_cost_per_1k=2500)
+    budget, _ = cal.calibrate(
+        outcomes, ["answer_prob", "verify"], max_cost_per_1k=2500, select=False
+    )
     point = next(p for p in budget.curve if p.threshold == budget.thresholds[0])
     assert point.cost_per_request * 1000 <= 2500
     assert point.cost_per_request == pytest.approx(1.5 + 4 * point.big_share)

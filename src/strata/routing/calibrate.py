@@ -187,17 +187,59 @@ def _row(o: Outcome, parts: Sequence[str], learned: float | None) -> list[float]
     ]
 
 
+def cv_apgr(outcomes: Sequence[Outcome], parts: Sequence[str], folds: int = 5) -> float:
+    """APGR of the combination of ``parts`` with every score predicted out of fold."""
+    n = len(outcomes)
+    scores = [0.5] * n
+    for f in range(folds):
+        train = [o for i, o in enumerate(outcomes) if i % folds != f]
+        if len({o.small_ok for o in train}) < 2:
+            continue
+        learned = fit_learned(train) if "learned" in parts else None
+        rows = [_row(o, parts, learned.predict(o.prompt) if learned else None) for o in train]
+        combiner = fit_logistic(rows, [int(o.small_ok) for o in train], l2=1.0)
+        for i in range(f, n, folds):
+            o = outcomes[i]
+            scores[i] = combiner.predict(
+                _row(o, parts, learned.predict(o.prompt) if learned else None)
+            )
+    return apgr(pgr_at_shares(scores, outcomes))
+
+
+def select_parts(
+    outcomes: Sequence[Outcome], candidates: Sequence[str], min_gain: float = 0.01
+) -> list[str]:
+    """Forward selection by cross-validated APGR: start from the best single signal and add
+    the part that helps most while it helps by at least ``min_gain``. On a few hundred
+    labelled requests, every extra weight is a chance to overfit; this keeps only parts
+    that earn their place on data the fit did not see."""
+    remaining = list(candidates)
+    chosen: list[str] = []
+    best = -math.inf
+    while remaining:
+        trials = [(cv_apgr(outcomes, [*chosen, c]), c) for c in remaining]
+        score, pick = max(trials)
+        if chosen and score < best + min_gain:
+            break
+        chosen.append(pick)
+        remaining.remove(pick)
+        best = score
+    return chosen
+
+
 def calibrate(
     outcomes: Sequence[Outcome],
     parts: Sequence[str] = DEFAULT_PARTS,
     target_quality: float | None = None,
     max_cost_per_1k: float | None = None,
     part_options: dict[str, dict[str, object]] | None = None,
+    select: bool = True,
 ) -> tuple[RouteTuning, list[float]]:
-    """Fit the combined signal and the threshold; returns the tuning and in-sample scores."""
+    """Fit the combined signal (on the ``parts`` forward selection keeps, unless ``select``
+    is off) and the threshold; returns the tuning and in-sample scores."""
     if len({o.small_ok for o in outcomes}) < 2:
         raise ValueError("calibration needs items the small tier gets right and wrong")
-    parts = list(parts)
+    parts = select_parts(outcomes, parts) if select else list(parts)
     options: dict[str, dict[str, object]] = {k: dict(v) for k, v in (part_options or {}).items()}
     learned_scores = None
     if "learned" in parts:
