@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from pathlib import Path
 
 import pytest
 
@@ -208,3 +209,25 @@ def test_parse_time() -> None:
     assert parse_time(None, "since") is None
     with pytest.raises(InvalidRequest):
         parse_time("last tuesday", "until")
+
+
+def test_local_price_comes_from_measured_compute(tmp_path: Path) -> None:
+    from strata.config import ModelSpec, Settings
+    from strata.engine import Engine, Timings
+    from strata.models.base import Usage
+    from strata.routing.cost import CostMeter
+
+    settings = Settings(
+        home=tmp_path,
+        bundled_models=False,
+        models={"local": ModelSpec(backend="fake", n_threads=2)},
+    )
+    meter = CostMeter(Engine(settings), cpu_hour_usd=3.6)  # 2 threads: $0.002 per second
+    meter.observe("local", Usage(100, 11), Timings(ttft_s=0.5, total_s=1.5), None)
+    price = meter.price("local")  # 0.005 s per prompt token, 0.1 s per generated token
+    assert price.input_per_mtok == pytest.approx(10.0)
+    assert price.output_per_mtok == pytest.approx(200.0)
+    # a first token delayed by loading the model is not a per-token rate
+    meter.observe("local", Usage(10, 1), Timings(ttft_s=5.0, total_s=5.0), None)
+    assert meter.price("local").input_per_mtok == pytest.approx(10.0)
+    assert meter.cost("local", Usage(1000, 10)) == pytest.approx((1000 * 10 + 10 * 200) / 1e6)

@@ -25,6 +25,7 @@ from strata.models.base import Backend, Price, Usage
 PROMPT_S_PER_GB = 0.009
 DECODE_S_PER_GB = 0.036
 SMOOTHING = 0.2
+OUTLIER = 10.0  # a measurement this many times the estimate is not a rate
 
 
 @dataclass
@@ -77,6 +78,9 @@ class CostMeter:
         prompt_s = timings.ttft_s / usage.prompt_tokens
         decode = timings.total_s - timings.ttft_s
         rates = self.rates.get(name)
+        reference = (rates or self._prior(backend)).prompt_s
+        if reference > 0 and prompt_s > OUTLIER * reference:
+            return  # a lazy load counted in the first token's time, not compute per token
         if rates is None:
             prior = self._prior(backend)
             rates = self.rates[name] = Rates(prompt_s, prior.decode_s)
