@@ -42,6 +42,7 @@ bench: models  ## every benchmark; results in bench/results/
 	$(BIN)/python bench/local_speed.py --json bench/results/local_speed.json
 	$(BIN)/python bench/gateway_overhead.py --json bench/results/gateway_overhead.json
 	$(BIN)/python bench/memory.py --json bench/results/memory.json
+	$(BIN)/python bench/routing.py --json bench/results/routing.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -160,6 +160,9 @@ def _run_once(
             text, usage = await _answer(client, model, request, not as_json, options)
         finally:
             await client.close()
+        route = client.info.get("route")
+        if not as_json and isinstance(route, dict):
+            click.secho(_route_line(route), dim=True, err=True)
         if as_json:
             click.echo(
                 json.dumps(
@@ -180,16 +183,37 @@ def _run_once(
     asyncio.run(go())
 
 
+def _route_line(route: dict[str, Any]) -> str:
+    """One line on how a route answered (tiers tried, confidence, cost)."""
+    steps = []
+    for tier in route.get("tiers", []):
+        if tier.get("ran") and tier.get("confidence") is not None:
+            steps.append(f"{tier['model']} {tier['confidence']:.2f}/{tier['threshold']:.2f}")
+        elif tier.get("ran"):
+            steps.append(str(tier["model"]))
+        elif tier.get("skipped"):
+            steps.append(f"{tier['model']} skipped ({tier['skipped']})")
+    flag = " [degraded]" if route.get("degraded") else ""
+    return (
+        f"[{route.get('name')}: {' → '.join(steps)}; answered by {route.get('answered_by')}: "
+        f"{route.get('reason')}; ${route.get('cost', 0):.8f}]{flag}"
+    )
+
+
 @main.command()
 @click.argument("question")
 @click.option("--system", help="System prompt")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer, usage and timings as JSON")
+@click.option("--quality", type=float, help="Routes: keep this share of the big model's quality")
+@click.option("--max-cost", type=float, help="Routes: spend at most this many USD")
 @_client_options
 @settings_options
 def ask(
     question: str,
     system: str | None,
     as_json: bool,
+    quality: float | None,
+    max_cost: float | None,
     model: str | None,
     url: str | None,
     key: str | None,
@@ -210,7 +234,8 @@ def ask(
         stream=True,
         params=SamplingParams(temperature=temperature, max_tokens=max_tokens),
     )
-    _run_once(settings, url, key, model or settings.default_model, request, as_json)
+    options = {k: v for k, v in (("quality", quality), ("max_cost", max_cost)) if v is not None}
+    _run_once(settings, url, key, model or settings.default_model, request, as_json, options)
 
 
 @main.command()
@@ -399,3 +424,8 @@ main.add_command(importlib.import_module("strata.dialogue.cli").sessions)
 main.add_command(importlib.import_module("strata.apps.cli").template)
 main.add_command(importlib.import_module("strata.apps.cli").voice)
 main.add_command(importlib.import_module("strata.apps.cli").feedback)
+
+from strata.routing import cli as routing_cli  # noqa: E402  (its commands import this module)
+
+for _command in routing_cli.commands():
+    main.add_command(_command)

@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from strata.errors import ConfigError
+from strata.routing.settings import RouteSpec
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("strata_config_file", default=None)
 
@@ -160,6 +161,9 @@ class Settings(BaseSettings):
     dialogue: DialogueSettings = Field(
         default_factory=DialogueSettings,
         description="Sessions, templates, brand voices and feedback",
+    )
+    routes: dict[str, RouteSpec] = Field(
+        default_factory=dict, description="Named routes (model: NAME), added to auto, auto-*"
     )
 
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 from strata.config import Settings
 from strata.engine import Engine
 from strata.pipeline import Pipeline
+from strata.routing.feature import Routing
 
 
 class Stack:
@@ -21,6 +22,7 @@ class Stack:
         self.settings = settings
         self.engine = engine if engine is not None else Engine(settings)
         self.pipeline = Pipeline(self.engine)
+        self.routing = Routing(settings, self.engine, self.pipeline)
         # Dialogue: sessions, their rolling summaries and the memory that builds each prompt.
         self.sessions = SessionStore(settings.home / "dialogue.db")
         self.summariser = Summariser(
@@ -62,3 +64,4 @@ class Stack:
         await self.engine.shutdown()
         self.sessions.close()
         self.apps.close()
+        self.routing.close()
