@@ -175,19 +175,38 @@ def _run_once(
                     indent=2,
                 )
             )
+        elif client.info.get("citations") is not None:
+            _print_citations(client.info)
 
     asyncio.run(go())
+
+
+def _print_citations(info: dict[str, Any]) -> None:
+    """After a grounded answer: the passages it could cite, or why it abstained."""
+    citations = info.get("citations") or []
+    if not citations:
+        click.secho("(no passage in the knowledge base supports an answer)", dim=True, err=True)
+    for c in citations:
+        click.secho(
+            f"[{c['n']}] {c['document_id']} #{c['chunk']} {c.get('title') or ''}"
+            f" (score {c['score']:.4f})",
+            dim=True,
+        )
 
 
 @main.command()
 @click.argument("question")
 @click.option("--system", help="System prompt")
+@click.option("--kb", help="Ground the answer in this knowledge collection (cites passages)")
+@click.option("--top-k", type=click.IntRange(1, 50), help="Passages to retrieve with --kb")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer, usage and timings as JSON")
 @_client_options
 @settings_options
 def ask(
     question: str,
     system: str | None,
+    kb: str | None,
+    top_k: int | None,
     as_json: bool,
     model: str | None,
     url: str | None,
@@ -209,7 +228,10 @@ def ask(
         stream=True,
         params=SamplingParams(temperature=temperature, max_tokens=max_tokens),
     )
-    _run_once(settings, url, key, model or settings.default_model, request, as_json)
+    options: dict[str, Any] = {"knowledge": kb} if kb else {}
+    if kb and top_k:
+        options["top_k"] = top_k
+    _run_once(settings, url, key, model or settings.default_model, request, as_json, options)
 
 
 @main.command()
@@ -377,3 +399,9 @@ def assemble(settings: Settings, names: tuple[str, ...]) -> None:
 
             path = catalog.assemble(model, settings.home, progress=advance, on_phase=phase)
             progress.console.print(f"{bundled}: {path}")
+
+
+from strata.knowledge import cli as knowledge_cli  # noqa: E402
+
+for _command in knowledge_cli.COMMANDS:
+    main.add_command(_command)

@@ -79,6 +79,7 @@ class ModelSpec(BaseModel):
 
 
 BUNDLED_IDLE_UNLOAD_S = 900.0
+MINILM_REPO = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def default_models() -> dict[str, ModelSpec]:
@@ -101,7 +102,42 @@ def default_models() -> dict[str, ModelSpec]:
             idle_unload_s=BUNDLED_IDLE_UNLOAD_S,
             capabilities=["completion", "logprobs", "streaming", "json_schema"],
         ),
+        "minilm": ModelSpec(
+            backend="sentence_transformers",
+            hf_repo=MINILM_REPO,
+            description="all-MiniLM-L6-v2 sentence embeddings (384 dims, CPU)",
+            idle_unload_s=BUNDLED_IDLE_UNLOAD_S,
+        ),
     }
+
+
+class KnowledgeSettings(BaseModel):
+    """The knowledge base (``strata.knowledge``): chunking, embedding, search and grounding."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedder: str = Field(
+        "minilm", description="Embedder kind: minilm (sentence-transformers) or hash (tests)"
+    )
+    embedding_model: str = Field(
+        MINILM_REPO, description="Model for the minilm embedder: a path or a Hugging Face repo id"
+    )
+    embed_batch: int = Field(64, ge=1, description="Texts per embedding batch")
+    chunk_tokens: int = Field(200, ge=16, le=512, description="Token budget of one chunk")
+    chunk_overlap: int = Field(32, ge=0, description="Tokens carried over between chunks")
+    title_weight: float = Field(2.0, ge=0, description="BM25 weight of the title field")
+    fusion: Literal["rrf", "convex"] = Field("rrf", description="How keyword and vector fuse")
+    vector_weight: float = Field(
+        0.5, ge=0, le=1, description="Share of the vector ranking in fusion (keyword: the rest)"
+    )
+    rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant")
+    candidates: int = Field(100, ge=1, description="Hits taken from each ranking before fusion")
+    top_k: int = Field(4, ge=1, le=50, description="Passages put in a grounded prompt")
+    min_evidence: float = Field(
+        0.33,
+        description="Best passage cosine below which a grounded answer abstains (calibrated)",
+    )
+    ingest_batch: int = Field(32, ge=1, description="Documents per acknowledged ingest commit")
 
 
 class Settings(BaseSettings):
@@ -121,6 +157,7 @@ class Settings(BaseSettings):
     max_queue: int = Field(16, ge=0, description="Default waiting requests per model before 429")
     cpu_hour_usd: float = Field(0.05, ge=0, description="Price of a CPU-hour for local models")
     log_level: str = Field("info", description="Log level of the server")
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
 
     @classmethod
     def settings_customise_sources(

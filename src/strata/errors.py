@@ -12,6 +12,7 @@ OpenAI's error body in one place (``strata.serve.errors``), keyed on type, never
     │   │   └── ContextWindowExceeded   400: prompt + max_tokens > the model's window
     │   ├── AuthenticationFailed    401: missing or wrong API key
     │   ├── ModelNotFound           404: no such model
+    │   ├── NotFound                404: no such collection, document, ... (for this key)
     │   └── QueueFull               429: the model's wait queue is at its bound
     └── BackendError                the model's fault (HTTP 5xx)
         ├── ModelLoadError          500: weights missing, corrupt, or out of memory
@@ -66,6 +67,13 @@ class AuthenticationFailed(RequestError):
 class ModelNotFound(RequestError):
     status_code = 404
     code = "model_not_found"
+
+
+class NotFound(RequestError):
+    """A named resource (collection, document, ...) that does not exist for this caller."""
+
+    status_code = 404
+    code = "not_found"
 
 
 class QueueFull(RequestError):

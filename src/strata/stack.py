@@ -8,9 +8,15 @@ dispatcher on the pipeline, and (in ``serve.app``) its REST router.
 
 from __future__ import annotations
 
+from functools import cached_property
+from typing import TYPE_CHECKING
+
 from strata.config import Settings
 from strata.engine import Engine
 from strata.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from strata.knowledge.base import KnowledgeBase
 
 
 class Stack:
@@ -18,9 +24,22 @@ class Stack:
         self.settings = settings
         self.engine = engine if engine is not None else Engine(settings)
         self.pipeline = Pipeline(self.engine)
+        from strata.knowledge.grounding import KnowledgeLayer
+
+        self.pipeline.add_layer(KnowledgeLayer(lambda: self.knowledge, settings.knowledge))
+
+    @cached_property
+    def knowledge(self) -> KnowledgeBase:
+        """Opened on first use, so a process that never grounds never touches its file."""
+        from strata.knowledge.base import KnowledgeBase
+
+        return KnowledgeBase(self.settings.home, self.settings.knowledge)
 
     async def startup(self) -> None:
         await self.engine.startup()
 
     async def shutdown(self) -> None:
         await self.engine.shutdown()
+        if "knowledge" in self.__dict__:
+            self.knowledge.close()
+            del self.__dict__["knowledge"]

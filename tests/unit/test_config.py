@@ -31,7 +31,7 @@ def write(tmp_path: Path, text: str, name: str = "strata.toml") -> Path:
 
 def test_defaults_serve_small_big_base(tmp_path: Path) -> None:
     s = load_settings()
-    assert list(s.all_models()) == ["small", "big", "base"]
+    assert list(s.all_models()) == ["small", "big", "base", "minilm"]
     assert s.models == {}
     assert (s.host, s.port, s.max_queue, s.api_keys) == ("127.0.0.1", 8000, 16, [])
     assert s.default_model == "small"
@@ -42,7 +42,8 @@ def test_defaults_serve_small_big_base(tmp_path: Path) -> None:
     assert models["base"].bundled == "gemma-3-270m"
     assert models["base"].capabilities is not None
     assert "chat" not in models["base"].capabilities
-    assert all(m.backend == "llama" for m in models.values())
+    assert all(m.backend == "llama" for n, m in models.items() if n != "minilm")
+    assert models["minilm"].backend == "sentence_transformers"
 
 
 def test_default_home_falls_back_to_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

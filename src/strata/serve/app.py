@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from strata import __version__
 from strata.config import Settings
 from strata.engine import Engine
+from strata.knowledge.routes import router as knowledge_router
 from strata.serve.errors import install_error_handlers
 from strata.serve.metrics import Metrics
 from strata.serve.openai_routes import router
@@ -43,6 +44,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.started = time.time()
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(knowledge_router)
 
     @app.get("/health", summary="200 when ready, 503 while models load")
     async def health(request: Request) -> JSONResponse:
