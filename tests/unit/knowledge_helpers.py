@@ -10,7 +10,7 @@ from strata.knowledge.base import KnowledgeBase
 
 
 def hash_settings(**overrides: Any) -> KnowledgeSettings:
-    values: dict[str, Any] = {"embedder": "hash", "min_evidence": 0.2, **overrides}
+    values: dict[str, Any] = {"embedder": "hash", "min_evidence": 0.1, **overrides}
     return KnowledgeSettings(**values)
 
 
@@ -20,10 +20,14 @@ def make_kb(home: Path, **overrides: Any) -> KnowledgeBase:
 
 def tiny_pdf(lines: list[str], title: str = "") -> bytes:
     """A valid one-page PDF showing ``lines`` in Helvetica (no PDF writer needed)."""
-    text = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(
-        "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") '"
-        for line in lines
-    ) + " ET"
+    text = (
+        "BT /F1 12 Tf 72 720 Td 14 TL "
+        + " ".join(
+            "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") '"
+            for line in lines
+        )
+        + " ET"
+    )
     stream = text.encode()
     info = f"<< /Title ({title}) >>" if title else "<< >>"
     objects = [

@@ -27,9 +27,27 @@ def kb(tmp_path: Path) -> KnowledgeBase:
 
 def docs() -> list[DocumentInput]:
     return [
-        DocumentInput("cats", "Cats purr and chase mice around the barn.", "Cats", "", {"kind": "pet", "legs": 4}),
-        DocumentInput("dogs", "Dogs bark at the mailman every morning.", "Dogs", "", {"kind": "pet", "legs": 4}),
-        DocumentInput("birds", "Birds migrate south when winter arrives.", "Birds", "", {"kind": "wild", "legs": 2}),
+        DocumentInput(
+            "cats",
+            "Cats purr and chase mice around the barn.",
+            "Cats",
+            "",
+            {"kind": "pet", "legs": 4},
+        ),
+        DocumentInput(
+            "dogs",
+            "Dogs bark at the mailman every morning.",
+            "Dogs",
+            "",
+            {"kind": "pet", "legs": 4},
+        ),
+        DocumentInput(
+            "birds",
+            "Birds migrate south when winter arrives.",
+            "Birds",
+            "",
+            {"kind": "wild", "legs": 2},
+        ),
     ]
 
 
@@ -72,7 +90,9 @@ def test_read_after_write_in_both_indexes(kb: KnowledgeBase) -> None:
     for i in range(30):
         kb.upsert(T, "c", [DocumentInput(f"d{i}", f"unique{i}token appears here {i}")])
         assert ids(kb.search(T, "c", f"unique{i}token", mode="bm25", top_k=1)) == [f"d{i}"]
-        assert ids(kb.search(T, "c", f"unique{i}token appears here {i}", mode="vector", top_k=1)) == [f"d{i}"]
+        assert ids(
+            kb.search(T, "c", f"unique{i}token appears here {i}", mode="vector", top_k=1)
+        ) == [f"d{i}"]
 
 
 def test_search_modes_and_scores(kb: KnowledgeBase) -> None:

@@ -167,6 +167,12 @@ class MiniLMEmbedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def count_tokens(self, text: str) -> int:
+        return self._count(text)
+
+    @lru_cache(maxsize=65536)  # noqa: B019 - one embedder per knowledge base, lives as long
+    def _count(self, text: str) -> int:
+        # Re-ingesting unchanged paragraphs (a moved or copied document) re-chunks them; the
+        # cache makes that cost a dictionary lookup instead of a tokenizer call.
         ids = self.model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
         return len(ids)
 
