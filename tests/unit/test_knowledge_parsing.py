@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -130,7 +131,7 @@ def test_long_paragraph_splits_at_sentences_with_overlap() -> None:
     sentences = [f"Sentence number {i} talks about topic {i}." for i in range(12)]
     chunks = chunk_blocks([Block(" ".join(sentences))], word_count, budget=30, overlap=10)
     assert len(chunks) > 3
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         last = a.text.split(". ")[-1].rstrip(".")
         assert b.text.startswith(last), (a.text, b.text)  # the overlap carried a sentence
     joined = " ".join(c.text for c in chunks)
