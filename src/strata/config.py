@@ -123,6 +123,12 @@ class KnowledgeSettings(BaseModel):
         MINILM_REPO, description="Model for the minilm embedder: a path or a Hugging Face repo id"
     )
     embed_batch: int = Field(64, ge=1, description="Texts per embedding batch")
+    embed_max_tokens: int | None = Field(
+        None,
+        ge=16,
+        description="Embed only a chunk's first N tokens (default: the model's window); the"
+        " keyword index still covers all of it. Trades vector recall for ingest speed on CPU",
+    )
     chunk_tokens: int = Field(200, ge=16, le=512, description="Token budget of one chunk")
     chunk_overlap: int = Field(32, ge=0, description="Tokens carried over between chunks")
     title_weight: float = Field(2.0, ge=0, description="BM25 weight of the title field")

@@ -56,7 +56,7 @@ def test_file_adds_a_remote_model_and_keeps_defaults(tmp_path: Path) -> None:
     s = load_settings(write(tmp_path, "port = 8123\n" + REMOTE))
     assert s.port == 8123
     models = s.all_models()
-    assert list(models) == ["small", "big", "base", "gpt"]
+    assert list(models) == ["small", "big", "base", "minilm", "gpt"]
     gpt = models["gpt"]
     assert (gpt.backend, gpt.url, gpt.remote_name, gpt.timeout_s) == (
         "openai",
@@ -69,7 +69,16 @@ def test_file_adds_a_remote_model_and_keeps_defaults(tmp_path: Path) -> None:
 def test_file_can_replace_a_default(tmp_path: Path) -> None:
     s = load_settings(write(tmp_path, '[models.small]\nbackend = "fake"\n'))
     assert s.all_models()["small"].backend == "fake"
-    assert list(s.all_models()) == ["small", "big", "base"]
+    assert list(s.all_models()) == ["small", "big", "base", "minilm"]
+
+
+def test_knowledge_settings_nest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings(write(tmp_path, '[knowledge]\nembedder = "hash"\ntop_k = 6\n'))
+    assert (s.knowledge.embedder, s.knowledge.top_k) == ("hash", 6)
+    monkeypatch.setenv("STRATA_KNOWLEDGE__MIN_EVIDENCE", "0.5")
+    assert load_settings().knowledge.min_evidence == 0.5
+    with pytest.raises(ConfigError, match="knowledge.fusion"):
+        load_settings(write(tmp_path, '[knowledge]\nfusion = "max"\n'))
 
 
 def test_bundled_models_false(tmp_path: Path) -> None:

@@ -133,10 +133,15 @@ def load_sentence_transformer(model: str) -> Any:
 class MiniLMEmbedder:
     """sentence-transformers on CPU; loads on first use so start-up stays fast."""
 
-    def __init__(self, model: str = MINILM_REPO, batch_size: int = 64) -> None:
+    def __init__(
+        self, model: str = MINILM_REPO, batch_size: int = 64, max_tokens: int | None = None
+    ) -> None:
         self.model_id = model
         self.batch_size = batch_size
-        self.name = "st:" + Path(model).name if Path(model).exists() else "st:" + model
+        self.max_tokens = max_tokens
+        name = "st:" + Path(model).name if Path(model).exists() else "st:" + model
+        # The window is part of the name: vectors of truncated text are not interchangeable.
+        self.name = name if max_tokens is None else f"{name}@{max_tokens}"
         self._model: Any = None
 
     @property
@@ -144,6 +149,19 @@ class MiniLMEmbedder:
         if self._model is None:
             self._model = load_sentence_transformer(self.model_id)
         return self._model
+
+    def _truncate(self, text: str) -> str:
+        """Cut at the ``max_tokens``-th token (by offsets, so the text itself is kept)."""
+        encoded = self.model.tokenizer(
+            text,
+            add_special_tokens=False,
+            truncation=True,
+            max_length=self.max_tokens,
+            return_offsets_mapping=True,
+            verbose=False,
+        )
+        offsets = encoded["offset_mapping"]
+        return text[: offsets[-1][1]] if offsets else text
 
     @property
     def dim(self) -> int:
@@ -157,6 +175,8 @@ class MiniLMEmbedder:
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.max_tokens is not None:
+            texts = [self._truncate(t) for t in texts]
         vectors = self.model.encode(
             texts,
             batch_size=self.batch_size,
@@ -195,4 +215,6 @@ def create_embedder(settings: KnowledgeSettings) -> Embedder:
 
 
 register_embedder("hash", lambda s: HashEmbedder())
-register_embedder("minilm", lambda s: MiniLMEmbedder(s.embedding_model, s.embed_batch))
+register_embedder(
+    "minilm", lambda s: MiniLMEmbedder(s.embedding_model, s.embed_batch, s.embed_max_tokens)
+)
