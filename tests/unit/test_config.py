@@ -77,7 +77,7 @@ def test_knowledge_settings_nest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert (s.knowledge.embedder, s.knowledge.top_k) == ("hash", 6)
     monkeypatch.setenv("STRATA_KNOWLEDGE__MIN_EVIDENCE", "0.5")
     assert load_settings().knowledge.min_evidence == 0.5
-    with pytest.raises(ConfigError, match="knowledge.fusion"):
+    with pytest.raises(ConfigError, match=r"knowledge\.fusion"):
         load_settings(write(tmp_path, '[knowledge]\nfusion = "max"\n'))
 
 
