@@ -138,6 +138,12 @@ class KnowledgeSettings(BaseModel):
     )
     rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant")
     candidates: int = Field(100, ge=1, description="Hits taken from each ranking before fusion")
+    keyword_max_df: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Drop query words found in more than this share of chunks (speed at scale)",
+    )
     top_k: int = Field(4, ge=1, le=50, description="Passages put in a grounded prompt")
     min_evidence: float = Field(
         0.33,

@@ -257,3 +257,32 @@ def test_vector_index_swap_remove_and_growth() -> None:
     assert index.search(eye[0], 1)[0] == (11, pytest.approx(1.0))
     assert [i for i, _ in index.search(eye[2], 5, allowed=[13, 12])] == [12, 13]
     assert index.search(eye[2], 5, allowed=[]) == []
+
+
+def test_term_stats_prune_common_words_and_stay_exact(tmp_path: Path) -> None:
+    from strata.knowledge.terms import TermStats
+
+    stats = TermStats()
+    stats.add(["common rare1", "common rare2", "common other", "common"])
+    assert stats.prune(["common", "rare1", "rare2", "zzz"], max_df=0.5, keep=2) == [
+        "rare1",
+        "rare2",
+        "zzz",
+    ]
+    assert stats.prune(["common", "other"], max_df=0.1, keep=1) == ["other"]
+    assert stats.prune(["common", "rare1"], max_df=1.0) == ["common", "rare1"]
+
+    kb = make_kb(tmp_path, keyword_max_df=0.5)
+    kb.create_collection(T, "c")
+    kb.upsert(T, "c", [DocumentInput(f"d{i}", f"shared word plus special{i}") for i in range(6)])
+    terms = kb._terms[kb.collection(T, "c").id]
+    assert terms.n == 6 and terms.df["shared"] == 6
+    assert ids(kb.search(T, "c", "shared special3", mode="bm25", top_k=1)) == ["d3"]
+    kb.upsert(T, "c", [DocumentInput("d3", "replaced text")])
+    kb.delete_document(T, "c", "d4")
+    assert terms.n == 5 and terms.df["shared"] == 4 and terms.df["special3"] == 0
+    kb.close()
+    fresh = make_kb(tmp_path, keyword_max_df=0.5)
+    fresh.search(T, "c", "shared", mode="bm25")
+    reloaded = fresh._terms[fresh.collection(T, "c").id]
+    assert +reloaded.df == +terms.df and reloaded.n == terms.n

@@ -32,6 +32,7 @@ from strata.knowledge.embedders import Embedder, create_embedder
 from strata.knowledge.locks import RWLock
 from strata.knowledge.parsers import Block, paragraphs
 from strata.knowledge.store import Collection, NewChunk
+from strata.knowledge.terms import TermStats
 from strata.knowledge.vectors import VectorIndex
 from strata.store import Database
 
@@ -124,6 +125,7 @@ class KnowledgeBase:
         self.lock = RWLock()
         self._load_lock = threading.Lock()
         self._indexes: dict[int, VectorIndex] = {}
+        self._terms: dict[int, TermStats] = {}
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
 
@@ -193,6 +195,7 @@ class KnowledgeBase:
                 conn.execute("DELETE FROM documents WHERE collection_id = ?", (coll.id,))
                 conn.execute("DELETE FROM collections WHERE id = ?", (coll.id,))
             self._indexes.pop(coll.id, None)
+            self._terms.pop(coll.id, None)
 
     def stats(self, tenant: str, name: str) -> dict[str, Any]:
         coll = self.collection(tenant, name)
@@ -224,16 +227,20 @@ class KnowledgeBase:
         with self._load_lock:
             index = self._indexes.get(coll.id)
             if index is None:
-                index = self._load(coll)
+                index, terms = self._load(coll)
+                self._terms[coll.id] = terms
                 self._indexes[coll.id] = index
         return index
 
-    def _load(self, coll: Collection) -> VectorIndex:
+    def _load(self, coll: Collection) -> tuple[VectorIndex, TermStats]:
         import numpy as np
 
         index = VectorIndex(self.embedder.dim)
+        terms = TermStats()
         rows = self.db.query(
-            "SELECT c.id, v.vector FROM chunks c JOIN vectors v ON v.key = c.vector_key"
+            "SELECT c.id, v.vector, d.title, c.heading, c.text FROM chunks c"
+            " JOIN vectors v ON v.key = c.vector_key JOIN documents d"
+            " ON d.collection_id = c.collection_id AND d.doc_id = c.doc_id"
             " WHERE c.collection_id = ?",
             (coll.id,),
         )
@@ -241,7 +248,8 @@ class KnowledgeBase:
             ids = [int(r[0]) for r in rows]
             matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
             index.add(ids, matrix.reshape(len(ids), -1))
-        return index
+            terms.add(f"{r[2]} {r[3]} {r[4]}" for r in rows)
+        return index, terms
 
     # writes --------------------------------------------------------------------------------
 
@@ -333,6 +341,8 @@ class KnowledgeBase:
         """One transaction for the whole batch, then the matrix swap, under the search lock."""
         results: list[WriteResult] = []
         swaps: list[tuple[list[int], list[int], npt.NDArray[np.float32]]] = []
+        forget: list[str] = []
+        learn: list[str] = []
         now = time.time()
         with self.lock.write():
             index = self._index(coll)
@@ -350,7 +360,9 @@ class KnowledgeBase:
                     if p.unchanged or (row is not None and row[0] == p.content_hash):
                         results.append(WriteResult(doc.id, "unchanged", len(p.chunks)))
                         continue
-                    old = sql.delete_chunks(conn, coll.id, doc.id)
+                    old, old_texts = sql.delete_chunks(conn, coll.id, doc.id)
+                    forget.extend(old_texts)
+                    learn.extend(f"{doc.title} {c.heading} {c.text}" for c in p.chunks)
                     conn.executemany(
                         "INSERT OR IGNORE INTO vectors (key, vector) VALUES (?, ?)", p.fresh
                     )
@@ -372,6 +384,9 @@ class KnowledgeBase:
             for old, new, vectors in swaps:
                 index.remove(old)
                 index.add(new, vectors)
+            terms = self._terms[coll.id]
+            terms.remove(forget)
+            terms.add(learn)
         return results
 
     def delete_document(self, tenant: str, name: str, doc_id: str) -> None:
@@ -379,14 +394,15 @@ class KnowledgeBase:
         with self.lock.write():
             index = self._index(coll)
             with self.db.transaction() as conn:
+                old, old_texts = sql.delete_chunks(conn, coll.id, doc_id)
                 gone = conn.execute(
                     "DELETE FROM documents WHERE collection_id = ? AND doc_id = ?",
                     (coll.id, doc_id),
                 ).rowcount
                 if not gone:
                     raise NotFound(f"no document '{doc_id}' in '{name}'", param="document_id")
-                old = sql.delete_chunks(conn, coll.id, doc_id)
             index.remove(old)
+            self._terms[coll.id].remove(old_texts)
 
     def get_document(self, tenant: str, name: str, doc_id: str) -> dict[str, Any]:
         coll = self.collection(tenant, name)
@@ -485,7 +501,10 @@ class KnowledgeBase:
         depth: int,
         filters: dict[str, Any] | None,
     ) -> list[tuple[int, float]]:
-        terms = fusion.match_query(query)
+        stats = self._terms.get(coll.id)
+        max_df = self.settings.keyword_max_df
+        prune = None if stats is None or max_df >= 1.0 else (lambda t: stats.prune(t, max_df))
+        terms = fusion.match_query(query, prune)
         if terms is None:
             return []
         params: list[Any] = [self.settings.title_weight, f"coll:{coll.token} AND ({terms})"]

@@ -11,7 +11,7 @@ Two methods, chosen by the retrieval benchmark (``bench/retrieval.py``) on label
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 Ranking = Sequence[tuple[int, float]]
 """(id, score) pairs, best first; higher score is better."""
@@ -189,11 +189,14 @@ STOPWORDS = frozenset(
 _TERM = re.compile(r"\w+", re.UNICODE)
 
 
-def match_query(text: str) -> str | None:
-    """An FTS5 query: the OR of the distinct, quoted non-stopword terms of ``text``."""
+def match_query(text: str, prune: Callable[[list[str]], list[str]] | None = None) -> str | None:
+    """An FTS5 query: the OR of the distinct, quoted non-stopword terms of ``text``
+    (``prune`` may drop more, e.g. words too common to matter)."""
     terms = [t for t in _TERM.findall(text.lower()) if t.strip("_")]
     kept = [t for t in terms if t not in STOPWORDS] or terms
     unique = list(dict.fromkeys(kept))
+    if prune is not None:
+        unique = prune(unique)
     if not unique:
         return None
     return " OR ".join(f'"{t}"' for t in unique)
