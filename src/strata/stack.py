@@ -26,7 +26,9 @@ class Stack:
         self.pipeline = Pipeline(self.engine)
         from strata.knowledge.grounding import KnowledgeLayer
 
-        self.pipeline.add_layer(KnowledgeLayer(lambda: self.knowledge, settings.knowledge))
+        self.pipeline.add_layer(
+            KnowledgeLayer(lambda: self.knowledge, settings.knowledge, bool(settings.api_keys))
+        )
 
     @cached_property
     def knowledge(self) -> KnowledgeBase:

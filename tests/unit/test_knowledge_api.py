@@ -362,3 +362,12 @@ def test_grounding_composes_with_a_dispatcher(tmp_path: Path) -> None:
     assert "Mitochondria produce ATP" in route.seen[0][-1]["content"]
     assert r.json()["strata"]["cited"] == [1]
     assert r.json()["model"] == "fake"
+
+
+def test_without_auth_everyone_shares_one_knowledge_base(tmp_path: Path) -> None:
+    with LiveServer(create_app(knowledge_settings(tmp_path))) as server:
+        with http_client(server.root) as anonymous:
+            seed(anonymous)
+        with client(server, "whatever-the-sdk-sends") as sdk_like:
+            names = [c["name"] for c in sdk_like.get("/v1/collections").json()["data"]]
+    assert names == ["science"]

@@ -45,10 +45,11 @@ MODES = ("hybrid", "bm25", "vector")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-def tenant_of(key: str) -> str:
-    """The tenant an API key maps to. Keys are hashed (never stored); without a key (auth
-    off, or the in-process CLI) everything is the one ``default`` tenant."""
-    if key.startswith("key:"):
+def tenant_of(key: str, keyed: bool = True) -> str:
+    """The tenant an API key maps to. Keys are hashed (never stored). Without keys (a server
+    with auth off, whatever token a client sends; the in-process CLI) everything is the one
+    ``default`` tenant."""
+    if keyed and key.startswith("key:"):
         return "k" + hashlib.sha256(key[4:].encode()).hexdigest()[:24]
     return "default"
 

@@ -71,9 +71,15 @@ def citation(n: int, hit: Hit) -> dict[str, Any]:
 class KnowledgeLayer:
     name = "knowledge"
 
-    def __init__(self, knowledge: Callable[[], KnowledgeBase], settings: KnowledgeSettings) -> None:
+    def __init__(
+        self,
+        knowledge: Callable[[], KnowledgeBase],
+        settings: KnowledgeSettings,
+        keyed: bool = True,
+    ) -> None:
         self._knowledge = knowledge
         self.settings = settings
+        self.keyed = keyed  # tenants follow API keys (only when the server checks keys)
 
     async def before(self, turn: ChatTurn) -> None:
         collection = turn.options.get("knowledge")
@@ -92,7 +98,7 @@ class KnowledgeLayer:
         top_k = int(turn.options.get("top_k") or self.settings.top_k)
         kb = self._knowledge()
         hits = await asyncio.to_thread(
-            kb.search, tenant_of(turn.key), str(collection), question, top_k
+            kb.search, tenant_of(turn.key, self.keyed), str(collection), question, top_k
         )
         evidence = max((h.similarity or 0.0 for h in hits), default=0.0)
         grounded = bool(hits) and evidence >= self.settings.min_evidence

@@ -81,6 +81,12 @@ def _kb(request: Request) -> KnowledgeBase:
     return stack.knowledge
 
 
+def _tenant(request: Request, key: str) -> str:
+    """Tenants follow API keys only when the server checks them; with auth off every
+    caller shares one knowledge base whatever token its SDK sends."""
+    return tenant_of(key, keyed=bool(request.app.state.settings.api_keys))
+
+
 def _inputs(doc: DocumentIn) -> list[DocumentInput]:
     if doc.text is not None:
         return [DocumentInput(doc.id, doc.text, doc.title, doc.source, dict(doc.metadata))]
@@ -101,14 +107,14 @@ async def create_collection(
     body: CollectionCreate, request: Request, key: str = Depends(client_key)
 ) -> dict[str, Any]:
     coll, created = await asyncio.to_thread(
-        _kb(request).create_collection, tenant_of(key), body.name
+        _kb(request).create_collection, _tenant(request, key), body.name
     )
     return {"object": "collection", "name": coll.name, "created": created}
 
 
 @router.get("", summary="List this key's collections")
 async def list_collections(request: Request, key: str = Depends(client_key)) -> dict[str, Any]:
-    data = await asyncio.to_thread(_kb(request).list_collections, tenant_of(key))
+    data = await asyncio.to_thread(_kb(request).list_collections, _tenant(request, key))
     return {"object": "list", "data": [{"object": "collection", **c} for c in data]}
 
 
@@ -116,7 +122,7 @@ async def list_collections(request: Request, key: str = Depends(client_key)) -> 
 async def delete_collection(
     name: str, request: Request, key: str = Depends(client_key)
 ) -> dict[str, Any]:
-    await asyncio.to_thread(_kb(request).delete_collection, tenant_of(key), name)
+    await asyncio.to_thread(_kb(request).delete_collection, _tenant(request, key), name)
     return {"object": "collection", "name": name, "deleted": True}
 
 
@@ -125,7 +131,7 @@ async def add_documents(
     name: str, body: DocumentsAdd, request: Request, key: str = Depends(client_key)
 ) -> dict[str, Any]:
     docs = [d for doc in body.documents for d in _inputs(doc)]
-    results = await asyncio.to_thread(_kb(request).upsert, tenant_of(key), name, docs)
+    results = await asyncio.to_thread(_kb(request).upsert, _tenant(request, key), name, docs)
     return {
         "object": "list",
         "data": [{"id": r.id, "status": r.status, "chunks": r.chunks} for r in results],
@@ -136,7 +142,7 @@ async def add_documents(
 async def get_document(
     name: str, doc_id: str, request: Request, key: str = Depends(client_key)
 ) -> dict[str, Any]:
-    doc = await asyncio.to_thread(_kb(request).get_document, tenant_of(key), name, doc_id)
+    doc = await asyncio.to_thread(_kb(request).get_document, _tenant(request, key), name, doc_id)
     return {"object": "document", **doc}
 
 
@@ -144,7 +150,7 @@ async def get_document(
 async def delete_document(
     name: str, doc_id: str, request: Request, key: str = Depends(client_key)
 ) -> dict[str, Any]:
-    await asyncio.to_thread(_kb(request).delete_document, tenant_of(key), name, doc_id)
+    await asyncio.to_thread(_kb(request).delete_document, _tenant(request, key), name, doc_id)
     return {"object": "document", "id": doc_id, "deleted": True}
 
 
@@ -154,7 +160,7 @@ async def search(
 ) -> dict[str, Any]:
     hits = await asyncio.to_thread(
         _kb(request).search,
-        tenant_of(key),
+        _tenant(request, key),
         name,
         body.query,
         body.top_k,
@@ -167,4 +173,4 @@ async def search(
 
 @router.get("/{name}/stats", summary="Counts and sizes of a collection")
 async def stats(name: str, request: Request, key: str = Depends(client_key)) -> dict[str, Any]:
-    return await asyncio.to_thread(_kb(request).stats, tenant_of(key), name)
+    return await asyncio.to_thread(_kb(request).stats, _tenant(request, key), name)
