@@ -273,7 +273,7 @@ def test_grounded_chat_cites_passages(
     assert "[1] Cells" in prompt[-1]["content"]
     assert "Mitochondria produce ATP" in prompt[-1]["content"]
     assert "Which organelle produces ATP?" in prompt[-1]["content"]
-    assert "cite" in prompt[-1]["content"]
+    assert "square brackets" in prompt[-1]["content"]
 
 
 def test_weak_evidence_says_it_does_not_know(a: httpx.Client, kengine: Engine) -> None:

@@ -25,12 +25,12 @@ from strata.errors import InvalidRequest
 from strata.knowledge.base import Hit, KnowledgeBase, tenant_of
 from strata.pipeline import ChatTurn
 
-GROUNDED = """Answer the question using only the numbered passages below. After each \
-statement, cite the passage it comes from as [1], [2], ... If the passages do not contain \
-the answer, say "I don't know" and nothing else.
-
-Passages:
+GROUNDED = """Passages:
 {passages}
+
+Using only the passages above, answer the question below in one or two sentences. After \
+your answer, put the number of each passage you used in square brackets, like [1]. If the \
+passages do not contain the answer, say "I don't know".
 
 Question: {question}"""
 
