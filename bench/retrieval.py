@@ -323,8 +323,8 @@ def main() -> None:
     keyword = rankings(kb, name, eval_q, "bm25")
     # Hybrid through the product's own search on a sample (the same fusion code), and for
     # every eval query from the two rankings already computed (no second query embedding).
-    sample = dict(list(eval_q.items())[:50])
-    product = rankings(kb, name, sample, "hybrid")
+    checked = dict(list(eval_q.items())[:50])
+    product = rankings(kb, name, checked, "hybrid")
     s = kb.settings
     runs = {
         "bm25": {q: [d for d, _ in keyword[q]] for q in eval_q},
@@ -334,8 +334,8 @@ def main() -> None:
             for q in eval_q
         },
     }
-    agree = sum(runs["hybrid"][q][:10] == [d for d, _ in product[q]][:10] for q in sample)
-    results["hybrid_matches_product_search"] = f"{agree}/{len(sample)}"
+    agree = sum(runs["hybrid"][q][:10] == [d for d, _ in product[q]][:10] for q in checked)
+    results["hybrid_matches_product_search"] = f"{agree}/{len(checked)}"
     for mode, run in runs.items():
         nd, rc = quality(run, qrels)
         results["ndcg10"][mode] = round(nd, 4)
