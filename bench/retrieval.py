@@ -6,8 +6,8 @@ seed: fusion (method, weight, RRF constant) and the BM25 title weight are tuned 
 ``tune`` half, and every quality figure reported is on the held-out ``eval`` half. The
 grounding threshold (``min_evidence``) is calibrated the same way.
 
-Speed: ingest docs/s (cold: a sample embedded from scratch; cached: the whole corpus into a
-new collection through the embedding cache), query latency p50/p99 (hybrid, end to end
+Speed: ingest docs/s (cold: a sample embedded from scratch; cached: the growth loop below,
+through the embedding cache and the hash skip), query latency p50/p99 (hybrid, end to end
 including embedding the query), freshness (ack → found by keyword and vector search, 1,000
 writes while another thread queries), and query p50 at ≥100k chunks (the corpus re-inserted
 under new ids; the content-hash cache means no re-embedding).
