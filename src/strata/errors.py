@@ -12,8 +12,8 @@ OpenAI's error body in one place (``strata.serve.errors``), keyed on type, never
     │   │   └── ContextWindowExceeded   400: prompt + max_tokens > the model's window
     │   ├── AuthenticationFailed    401: missing or wrong API key
     │   ├── ModelNotFound           404: no such model
-    │   ├── NotFound                404: no such session, voice, template or response
-    │   │                               (or one that belongs to another API key)
+    │   ├── NotFound                404: no such session, voice, template, response, collection
+    │   │                               or document (or one that belongs to another API key)
     │   ├── InvalidInput            422: a template's input breaks its declared type or limits
     │   └── QueueFull               429: the model's wait queue is at its bound
     └── BackendError                the model's fault (HTTP 5xx)
@@ -72,7 +72,8 @@ class ModelNotFound(RequestError):
 
 
 class NotFound(RequestError):
-    """Also what another API key's session, voice or template looks like: it is not there."""
+    """A named resource (session, voice, template, collection, document, ...) that does not
+    exist for this caller; also what another API key's resource looks like."""
 
     status_code = 404
     code = "not_found"

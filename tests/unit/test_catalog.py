@@ -241,4 +241,5 @@ def test_catalog_matches_pyproject_extras() -> None:
     from strata.config import default_models
 
     for spec in default_models().values():
-        assert spec.bundled in catalog.CATALOG
+        if spec.backend == "llama":  # minilm ships as a package, not a catalog file
+            assert spec.bundled in catalog.CATALOG

@@ -31,7 +31,7 @@ def write(tmp_path: Path, text: str, name: str = "strata.toml") -> Path:
 
 def test_defaults_serve_small_big_base(tmp_path: Path) -> None:
     s = load_settings()
-    assert list(s.all_models()) == ["small", "big", "base"]
+    assert list(s.all_models()) == ["small", "big", "base", "minilm"]
     assert s.models == {}
     assert (s.host, s.port, s.max_queue, s.api_keys) == ("127.0.0.1", 8000, 16, [])
     assert s.default_model == "small"
@@ -42,7 +42,8 @@ def test_defaults_serve_small_big_base(tmp_path: Path) -> None:
     assert models["base"].bundled == "gemma-3-270m"
     assert models["base"].capabilities is not None
     assert "chat" not in models["base"].capabilities
-    assert all(m.backend == "llama" for m in models.values())
+    assert all(m.backend == "llama" for n, m in models.items() if n != "minilm")
+    assert models["minilm"].backend == "sentence_transformers"
 
 
 def test_default_home_falls_back_to_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -55,7 +56,7 @@ def test_file_adds_a_remote_model_and_keeps_defaults(tmp_path: Path) -> None:
     s = load_settings(write(tmp_path, "port = 8123\n" + REMOTE))
     assert s.port == 8123
     models = s.all_models()
-    assert list(models) == ["small", "big", "base", "gpt"]
+    assert list(models) == ["small", "big", "base", "minilm", "gpt"]
     gpt = models["gpt"]
     assert (gpt.backend, gpt.url, gpt.remote_name, gpt.timeout_s) == (
         "openai",
@@ -68,7 +69,16 @@ def test_file_adds_a_remote_model_and_keeps_defaults(tmp_path: Path) -> None:
 def test_file_can_replace_a_default(tmp_path: Path) -> None:
     s = load_settings(write(tmp_path, '[models.small]\nbackend = "fake"\n'))
     assert s.all_models()["small"].backend == "fake"
-    assert list(s.all_models()) == ["small", "big", "base"]
+    assert list(s.all_models()) == ["small", "big", "base", "minilm"]
+
+
+def test_knowledge_settings_nest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings(write(tmp_path, '[knowledge]\nembedder = "hash"\ntop_k = 6\n'))
+    assert (s.knowledge.embedder, s.knowledge.top_k) == ("hash", 6)
+    monkeypatch.setenv("STRATA_KNOWLEDGE__MIN_EVIDENCE", "0.5")
+    assert load_settings().knowledge.min_evidence == 0.5
+    with pytest.raises(ConfigError, match=r"knowledge\.fusion"):
+        load_settings(write(tmp_path, '[knowledge]\nfusion = "max"\n'))
 
 
 def test_bundled_models_false(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from strata.apps.routes import router as apps_router
 from strata.config import Settings
 from strata.dialogue.routes import router as sessions_router
 from strata.engine import Engine
+from strata.knowledge.routes import router as knowledge_router
 from strata.routing.api import router as routing_router
 from strata.serve.errors import install_error_handlers
 from strata.serve.metrics import Metrics
@@ -49,6 +50,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(sessions_router)
     app.include_router(apps_router)
     app.include_router(routing_router)
+    app.include_router(knowledge_router)
 
     @app.get("/health", summary="200 when ready, 503 while models load")
     async def health(request: Request) -> JSONResponse:
