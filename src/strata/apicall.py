@@ -4,16 +4,21 @@ same FastAPI app in this process through httpx's ASGI transport. One code path f
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
 
 from strata.config import Settings
 from strata.errors import BackendUnavailable, UpstreamError
 
 if TYPE_CHECKING:  # httpx is imported when a command runs, so `strata --help` stays fast
     import httpx
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class API:
@@ -58,6 +63,24 @@ async def api(settings: Settings, url: str | None, key: str | None) -> AsyncIter
             yield API(http)
     finally:
         await app.state.stack.shutdown()
+
+
+def remote_options(func: F) -> F:
+    """``--url`` and ``--key``: use a running server instead of this process."""
+    func = click.option("--url", envvar="STRATA_URL", help="Use a running server (…/v1)")(func)
+    return click.option("--key", envvar="STRATA_API_KEY", help="API key for --url")(func)
+
+
+def call_api(
+    settings: Settings, url: str | None, key: str | None, method: str, path: str, body: Any = None
+) -> Any:
+    """One REST call from a synchronous command."""
+
+    async def go() -> Any:
+        async with api(settings, url, key) as client:
+            return await client.call(method, path, body)
+
+    return asyncio.run(go())
 
 
 def dumps(data: Any) -> str:

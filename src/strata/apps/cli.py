@@ -11,24 +11,9 @@ from typing import Any
 
 import click
 
-from strata.apicall import api, dumps
+from strata.apicall import call_api, dumps, remote_options
 from strata.cli import make_settings, settings_options
 from strata.errors import InvalidRequest
-
-
-def _remote(func: Any) -> Any:
-    func = click.option("--url", envvar="STRATA_URL", help="Use a running server (…/v1)")(func)
-    return click.option("--key", envvar="STRATA_API_KEY", help="API key for --url")(func)
-
-
-def _call(
-    settings: Any, url: str | None, key: str | None, method: str, path: str, body: Any = None
-) -> Any:
-    async def go() -> Any:
-        async with api(settings, url, key) as client:
-            return await client.call(method, path, body)
-
-    return asyncio.run(go())
 
 
 @click.group()
@@ -38,7 +23,7 @@ def template() -> None:
 
 @template.command("list")
 @click.option("--json", "as_json", is_flag=True)
-@_remote
+@remote_options
 @settings_options
 def template_list(
     as_json: bool,
@@ -50,7 +35,7 @@ def template_list(
 ) -> None:
     """List the templates you can run."""
     settings = make_settings(config_file, api_keys, **flags)
-    data = _call(settings, url, key, "GET", "/v1/templates")
+    data = call_api(settings, url, key, "GET", "/v1/templates")
     if as_json:
         click.echo(dumps(data))
         return
@@ -65,7 +50,7 @@ def template_list(
 
 @template.command("show")
 @click.argument("name")
-@_remote
+@remote_options
 @settings_options
 def template_show(
     name: str,
@@ -77,7 +62,7 @@ def template_show(
 ) -> None:
     """Show a template's inputs and prompt."""
     settings = make_settings(config_file, api_keys, **flags)
-    data = _call(settings, url, key, "GET", f"/v1/templates/{name}")
+    data = call_api(settings, url, key, "GET", f"/v1/templates/{name}")
     click.secho(f"{data['name']}: {data['title']}", bold=True)
     if data["description"]:
         click.echo(data["description"])
@@ -123,7 +108,7 @@ def _field_values(args: list[str]) -> dict[str, str]:
 @click.option("--model", "-m", "model", help="Model or route (default: the template's)")
 @click.option("--inputs-json", help="All inputs as one JSON object")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON")
-@_remote
+@remote_options
 @settings_options
 @click.pass_context
 def template_run(
@@ -145,7 +130,7 @@ def template_run(
     inputs: dict[str, Any] = json.loads(inputs_json) if inputs_json else {}
     inputs.update(_field_values(list(ctx.args)))
     body: dict[str, Any] = {"inputs": inputs, "voice": voice, "model": model}
-    data = _call(settings, url, key, "POST", f"/v1/templates/{name}/run", body)
+    data = call_api(settings, url, key, "POST", f"/v1/templates/{name}/run", body)
     if as_json:
         click.echo(dumps(data))
         return
@@ -164,7 +149,7 @@ def voice() -> None:
 @click.option("--name", default="", help="Brand name")
 @click.option("--model", "-m", help="Model that extracts the rules (default: default_model)")
 @click.option("--yes", is_flag=True, help="Save without opening an editor")
-@_remote
+@remote_options
 @settings_options
 def voice_learn(
     files: tuple[Path, ...],
@@ -203,12 +188,12 @@ def voice_learn(
     except ValueError as exc:
         raise InvalidRequest(f"the edited voice is not valid: {exc}") from None
     click.echo(dumps(final))
-    _call(settings, url, key, "POST", "/v1/voices", {"id": voice_id, **final})
+    call_api(settings, url, key, "POST", "/v1/voices", {"id": voice_id, **final})
     click.echo(f"saved voice {voice_id}", err=True)
 
 
 @voice.command("list")
-@_remote
+@remote_options
 @settings_options
 def voice_list(
     url: str | None,
@@ -219,13 +204,13 @@ def voice_list(
 ) -> None:
     """List your brand voices."""
     settings = make_settings(config_file, api_keys, **flags)
-    for v in _call(settings, url, key, "GET", "/v1/voices")["data"]:
+    for v in call_api(settings, url, key, "GET", "/v1/voices")["data"]:
         click.echo(f"{v['id']}\t{v['name']}\t{v['tone']}")
 
 
 @voice.command("show")
 @click.argument("voice_id")
-@_remote
+@remote_options
 @settings_options
 def voice_show(
     voice_id: str,
@@ -237,12 +222,12 @@ def voice_show(
 ) -> None:
     """Print a voice as JSON."""
     settings = make_settings(config_file, api_keys, **flags)
-    click.echo(dumps(_call(settings, url, key, "GET", f"/v1/voices/{voice_id}")))
+    click.echo(dumps(call_api(settings, url, key, "GET", f"/v1/voices/{voice_id}")))
 
 
 @voice.command("delete")
 @click.argument("voice_id")
-@_remote
+@remote_options
 @settings_options
 def voice_delete(
     voice_id: str,
@@ -254,7 +239,7 @@ def voice_delete(
 ) -> None:
     """Delete a brand voice."""
     settings = make_settings(config_file, api_keys, **flags)
-    _call(settings, url, key, "DELETE", f"/v1/voices/{voice_id}")
+    call_api(settings, url, key, "DELETE", f"/v1/voices/{voice_id}")
     click.echo(f"deleted {voice_id}")
 
 
@@ -264,7 +249,7 @@ def voice_delete(
 @click.option("--down", "rating", flag_value="down", help="Thumbs down")
 @click.option("--edit", "edited", help="Your corrected text (becomes a few-shot example)")
 @click.option("--edit-file", type=click.Path(exists=True, path_type=Path))
-@_remote
+@remote_options
 @settings_options
 def feedback(
     response_id: str,
@@ -282,5 +267,5 @@ def feedback(
     if edit_file is not None:
         edited = edit_file.read_text(encoding="utf-8")
     body = {"response_id": response_id, "rating": rating, "edited_text": edited}
-    data = _call(settings, url, key, "POST", "/v1/feedback", body)
+    data = call_api(settings, url, key, "POST", "/v1/feedback", body)
     click.echo("accepted as an example" if data["accepted"] else "recorded")

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from strata.apicall import api, dumps
+from strata.apicall import call_api, dumps, remote_options
 from strata.cli import make_settings, settings_options
 from strata.errors import UpstreamError
 
@@ -35,11 +35,6 @@ async def ensure_session(client: Any, name: str) -> int:
     return int(response.json().get("turn_count", 0))
 
 
-def _remote(func: Any) -> Any:
-    func = click.option("--url", envvar="STRATA_URL", help="Use a running server (…/v1)")(func)
-    return click.option("--key", envvar="STRATA_API_KEY", help="API key for --url")(func)
-
-
 @click.group()
 def sessions() -> None:
     """Stored dialogue sessions (list, show, delete)."""
@@ -47,7 +42,7 @@ def sessions() -> None:
 
 @sessions.command("list")
 @click.option("--json", "as_json", is_flag=True)
-@_remote
+@remote_options
 @settings_options
 def list_(
     as_json: bool,
@@ -60,12 +55,7 @@ def list_(
     """List your sessions, most recently used first."""
     settings = make_settings(config_file, api_keys, **flags)
 
-    async def go() -> dict[str, Any]:
-        async with api(settings, url, key) as client:
-            data: dict[str, Any] = await client.call("GET", "/v1/sessions")
-            return data
-
-    data = asyncio.run(go())
+    data = call_api(settings, url, key, "GET", "/v1/sessions")
     if as_json:
         click.echo(dumps(data))
         return
@@ -82,7 +72,7 @@ def list_(
 @sessions.command()
 @click.argument("session_id")
 @click.option("--json", "as_json", is_flag=True)
-@_remote
+@remote_options
 @settings_options
 def show(
     session_id: str,
@@ -96,12 +86,7 @@ def show(
     """Print a session's turns (and its rolling summary)."""
     settings = make_settings(config_file, api_keys, **flags)
 
-    async def go() -> dict[str, Any]:
-        async with api(settings, url, key) as client:
-            data: dict[str, Any] = await client.call("GET", f"/v1/sessions/{session_id}")
-            return data
-
-    data = asyncio.run(go())
+    data = call_api(settings, url, key, "GET", f"/v1/sessions/{session_id}")
     if as_json:
         click.echo(dumps(data))
         return
@@ -116,7 +101,7 @@ def show(
 
 @sessions.command()
 @click.argument("session_id")
-@_remote
+@remote_options
 @settings_options
 def delete(
     session_id: str,
@@ -129,9 +114,5 @@ def delete(
     """Delete a session and all its turns."""
     settings = make_settings(config_file, api_keys, **flags)
 
-    async def go() -> None:
-        async with api(settings, url, key) as client:
-            await client.call("DELETE", f"/v1/sessions/{session_id}")
-
-    asyncio.run(go())
+    call_api(settings, url, key, "DELETE", f"/v1/sessions/{session_id}")
     click.echo(f"deleted {session_id}")
