@@ -48,9 +48,12 @@ class ChatLayer(Protocol):
 
 
 class Dispatcher(Protocol):
-    """Answers for the model names it ``handles`` (e.g. routes), instead of a single model."""
+    """Answers for the model names it ``handles`` (e.g. routes), instead of a single model;
+    ``names`` are listed beside the models in ``/v1/models``."""
 
     def handles(self, model: str) -> bool: ...
+
+    def names(self) -> list[str]: ...
 
     def generate(self, turn: ChatTurn, timings: Timings) -> AsyncGenerator[Chunk, None]: ...
 
@@ -70,6 +73,9 @@ class Pipeline:
     def handles(self, model: str) -> bool:
         """Whether ``model`` names something servable (a model or a dispatcher's name)."""
         return model in self.engine.models or any(d.handles(model) for d in self.dispatchers)
+
+    def dispatched_names(self) -> list[str]:
+        return [name for d in self.dispatchers for name in d.names()]
 
     async def before(self, turn: ChatTurn) -> None:
         for layer in self.layers:

@@ -337,6 +337,9 @@ class EchoRoute:
     def handles(self, model: str) -> bool:
         return model == "auto"
 
+    def names(self) -> list[str]:
+        return ["auto"]
+
     async def generate(self, turn: ChatTurn, timings: Timings) -> AsyncGenerator[Chunk, None]:
         self.seen.append(list(turn.gen.messages or []))
         turn.answered_by = "fake"

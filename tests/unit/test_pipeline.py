@@ -41,6 +41,9 @@ class Echo:
     def handles(self, model: str) -> bool:
         return model == "echo"
 
+    def names(self) -> list[str]:
+        return ["echo"]
+
     async def generate(self, turn: ChatTurn, timings: Timings) -> AsyncGenerator[Chunk, None]:
         turn.answered_by = "fake"
         turn.info["route"] = ["fake"]
@@ -99,6 +102,11 @@ def test_dispatcher_answers_for_its_name(live: LiveServer, engine: Engine) -> No
     assert data["model"] == "fake"
     assert data["strata"]["route"] == ["fake"]
     assert data["choices"][0]["message"]["content"] == "routed"
+    with _client(live) as http:
+        listed = http.get("/models").json()["data"]
+        one = http.get("/models/echo").json()
+    assert {"id": "echo", "object": "model", "owned_by": "strata"}.items() <= listed[-1].items()
+    assert one["id"] == "echo"
 
 
 def test_unknown_strata_option_is_a_400(live: LiveServer) -> None:

@@ -116,6 +116,9 @@ class Router:
     def handles(self, model: str) -> bool:
         return model in self.routes
 
+    def names(self) -> list[str]:
+        return list(self.routes)
+
     def signal(self, name: str) -> ConfidenceSignal:
         spec, tuned = self.routes[name], self.tuning.get(name)
         if tuned is not None and tuned.signal:

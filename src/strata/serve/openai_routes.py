@@ -442,15 +442,16 @@ async def list_models(request: Request) -> ModelList:
                 "loaded": backend.loaded,
             }
         )
+    for name in _pipeline(request).dispatched_names():  # routes such as ``auto``
+        card = {"id": name, "object": "model", "created": int(request.app.state.started)}
+        cards.append({**card, "owned_by": "strata", "capabilities": ["chat"], "loaded": True})
     return ModelList.model_validate({"object": "list", "data": cards})
 
 
 @router.get("/models/{model_id}", summary="Describe one model", responses=ERRORS)
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    card = {"id": model_id, "object": "model", "created": int(request.app.state.started)}
+    if model_id in _pipeline(request).dispatched_names():
+        return {**card, "owned_by": "strata"}
     handle = _engine(request).get(model_id)
-    return {
-        "id": model_id,
-        "object": "model",
-        "created": int(request.app.state.started),
-        "owned_by": "strata" if handle.backend.local else "remote",
-    }
+    return {**card, "owned_by": "strata" if handle.backend.local else "remote"}
