@@ -199,8 +199,11 @@ def freshness(
     kb: KnowledgeBase, name: str, corpus: list[dict[str, Any]], texts: list[str], writes: int
 ) -> list[float]:
     """ms from a write's acknowledgement until keyword search finds its unique word and vector
-    search (with the document's own vector) finds its chunk, while a reader thread queries."""
+    search (with the document's own vector) finds its chunk, while a reader thread queries.
+    The notes are deleted afterwards: they copy corpus text, and left in the collection they
+    would compete with the real abstracts in the next run's quality figures."""
     stop = threading.Event()
+    written: list[str] = []
 
     def reader() -> None:
         i = 0
@@ -222,6 +225,7 @@ def freshness(
             prepared = kb.prepare(kb.collection(TENANT, name), [doc])
             own = prepared[0].vectors[0]
             kb.commit(kb.collection(TENANT, name), prepared)
+            written.append(doc.id)
             acked = time.perf_counter()
             while True:
                 words = kb.search(TENANT, name, nonce, top_k=1, mode="bm25")
@@ -236,6 +240,8 @@ def freshness(
     finally:
         stop.set()
         thread.join()
+        for doc_id in written:
+            kb.delete_document(TENANT, name, doc_id)
     return delays
 
 

@@ -259,30 +259,28 @@ def test_vector_index_swap_remove_and_growth() -> None:
     assert index.search(eye[2], 5, allowed=[]) == []
 
 
-def test_term_stats_prune_common_words_and_stay_exact(tmp_path: Path) -> None:
-    from strata.knowledge.terms import TermStats
-
-    stats = TermStats()
-    stats.add(["common rare1", "common rare2", "common other", "common"])
-    assert stats.prune(["common", "rare1", "rare2", "zzz"], max_df=0.5, keep=2) == [
-        "rare1",
-        "rare2",
-        "zzz",
-    ]
-    assert stats.prune(["common", "other"], max_df=0.1, keep=1) == ["other"]
-    assert stats.prune(["common", "rare1"], max_df=1.0) == ["common", "rare1"]
-
+def test_keyword_prune_drops_common_words_and_stays_exact(tmp_path: Path) -> None:
     kb = make_kb(tmp_path, keyword_max_df=0.5)
     kb.create_collection(T, "c")
     kb.upsert(T, "c", [DocumentInput(f"d{i}", f"shared word plus special{i}") for i in range(6)])
-    terms = kb._terms[kb.collection(T, "c").id]
-    assert terms.n == 6 and terms.df["shared"] == 6
+    coll = kb.collection(T, "c")
     assert ids(kb.search(T, "c", "shared special3", mode="bm25", top_k=1)) == ["d3"]
+    terms = kb._keywords[coll.id]
+    assert terms.prune(["shared", "special1", "special2", "zzz"], max_df=0.5, keep=2) == [
+        "special1",
+        "special2",
+        "zzz",
+    ]
+    assert terms.prune(["shared", "special1"], max_df=0.1, keep=1) == ["special1"]
+    assert terms.prune(["shared", "special1"], max_df=1.0) == ["shared", "special1"]
+    assert len(terms) == 6 and terms.word_df("shared") == 6
     kb.upsert(T, "c", [DocumentInput("d3", "replaced text")])
     kb.delete_document(T, "c", "d4")
-    assert terms.n == 5 and terms.df["shared"] == 4 and terms.df["special3"] == 0
+    assert len(terms) == 5 and terms.word_df("shared") == 4 and terms.word_df("special3") == 0
     kb.close()
     fresh = make_kb(tmp_path, keyword_max_df=0.5)
     fresh.search(T, "c", "shared", mode="bm25")
-    reloaded = fresh._terms[fresh.collection(T, "c").id]
-    assert +reloaded.df == +terms.df and reloaded.n == terms.n
+    reloaded = fresh._keywords[coll.id]
+    words = ["shared", "special3", "replaced", "word", "special5"]
+    assert [reloaded.word_df(w) for w in words] == [terms.word_df(w) for w in words]
+    assert len(reloaded) == len(terms)

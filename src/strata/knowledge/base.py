@@ -18,6 +18,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +28,12 @@ from strata.config import KnowledgeSettings
 from strata.errors import InvalidRequest, NotFound
 from strata.knowledge import fusion
 from strata.knowledge import store as sql
+from strata.knowledge.bm25 import KeywordIndex
 from strata.knowledge.chunking import chunk_blocks
 from strata.knowledge.embedders import Embedder, create_embedder
 from strata.knowledge.locks import RWLock
 from strata.knowledge.parsers import Block, paragraphs
 from strata.knowledge.store import Collection, NewChunk
-from strata.knowledge.terms import TermStats
 from strata.knowledge.vectors import VectorIndex
 from strata.store import Database
 
@@ -126,7 +127,11 @@ class KnowledgeBase:
         self.lock = RWLock()
         self._load_lock = threading.Lock()
         self._indexes: dict[int, VectorIndex] = {}
-        self._terms: dict[int, TermStats] = {}
+        self._keywords: dict[int, KeywordIndex] = {}
+        # Recent query texts → their vectors: a repeated question (a retry, a follow-up that
+        # searches the same words, the chat layer and the API asking alike) skips the model.
+        self._query_vectors: OrderedDict[str, Any] = OrderedDict()
+        self._query_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
 
@@ -196,7 +201,7 @@ class KnowledgeBase:
                 conn.execute("DELETE FROM documents WHERE collection_id = ?", (coll.id,))
                 conn.execute("DELETE FROM collections WHERE id = ?", (coll.id,))
             self._indexes.pop(coll.id, None)
-            self._terms.pop(coll.id, None)
+            self._keywords.pop(coll.id, None)
 
     def stats(self, tenant: str, name: str) -> dict[str, Any]:
         coll = self.collection(tenant, name)
@@ -228,16 +233,16 @@ class KnowledgeBase:
         with self._load_lock:
             index = self._indexes.get(coll.id)
             if index is None:
-                index, terms = self._load(coll)
-                self._terms[coll.id] = terms
+                index, keywords = self._load(coll)
+                self._keywords[coll.id] = keywords
                 self._indexes[coll.id] = index
         return index
 
-    def _load(self, coll: Collection) -> tuple[VectorIndex, TermStats]:
+    def _load(self, coll: Collection) -> tuple[VectorIndex, KeywordIndex]:
         import numpy as np
 
         index = VectorIndex(self.embedder.dim)
-        terms = TermStats()
+        keywords = KeywordIndex()
         rows = self.db.query(
             "SELECT c.id, v.vector, d.title, c.heading, c.text FROM chunks c"
             " JOIN vectors v ON v.key = c.vector_key JOIN documents d"
@@ -249,8 +254,8 @@ class KnowledgeBase:
             ids = [int(r[0]) for r in rows]
             matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
             index.add(ids, matrix.reshape(len(ids), -1))
-            terms.add(f"{r[2]} {r[3]} {r[4]}" for r in rows)
-        return index, terms
+            keywords.add(ids, [r[2] for r in rows], [_body(r[3], r[4]) for r in rows])
+        return index, keywords
 
     # writes --------------------------------------------------------------------------------
 
@@ -341,9 +346,7 @@ class KnowledgeBase:
     def commit(self, coll: Collection, prepared: Sequence[_Prepared]) -> list[WriteResult]:
         """One transaction for the whole batch, then the matrix swap, under the search lock."""
         results: list[WriteResult] = []
-        swaps: list[tuple[list[int], list[int], npt.NDArray[np.float32]]] = []
-        forget: list[str] = []
-        learn: list[str] = []
+        swaps: list[tuple[list[int], list[int], npt.NDArray[np.float32], _Prepared]] = []
         now = time.time()
         with self.lock.write():
             index = self._index(coll)
@@ -361,9 +364,7 @@ class KnowledgeBase:
                     if p.unchanged or (row is not None and row[0] == p.content_hash):
                         results.append(WriteResult(doc.id, "unchanged", len(p.chunks)))
                         continue
-                    old, old_texts = sql.delete_chunks(conn, coll.id, doc.id)
-                    forget.extend(old_texts)
-                    learn.extend(f"{doc.title} {c.heading} {c.text}" for c in p.chunks)
+                    old = sql.delete_chunks(conn, coll.id, doc.id)
                     conn.executemany(
                         "INSERT OR IGNORE INTO vectors (key, vector) VALUES (?, ?)", p.fresh
                     )
@@ -379,15 +380,17 @@ class KnowledgeBase:
                         len(new),
                         now,
                     )
-                    swaps.append((old, new, p.vectors))
+                    swaps.append((old, new, p.vectors, p))
                     status: Literal["new", "updated"] = "updated" if row is not None else "new"
                     results.append(WriteResult(doc.id, status, len(new)))
-            for old, new, vectors in swaps:
+            keywords = self._keywords[coll.id]
+            for old, new, vectors, p in swaps:
                 index.remove(old)
                 index.add(new, vectors)
-            terms = self._terms[coll.id]
-            terms.remove(forget)
-            terms.add(learn)
+                keywords.remove(old)
+                keywords.add(
+                    new, [p.doc.title] * len(new), [_body(c.heading, c.text) for c in p.chunks]
+                )
         return results
 
     def delete_document(self, tenant: str, name: str, doc_id: str) -> None:
@@ -395,7 +398,7 @@ class KnowledgeBase:
         with self.lock.write():
             index = self._index(coll)
             with self.db.transaction() as conn:
-                old, old_texts = sql.delete_chunks(conn, coll.id, doc_id)
+                old = sql.delete_chunks(conn, coll.id, doc_id)
                 gone = conn.execute(
                     "DELETE FROM documents WHERE collection_id = ? AND doc_id = ?",
                     (coll.id, doc_id),
@@ -403,7 +406,7 @@ class KnowledgeBase:
                 if not gone:
                     raise NotFound(f"no document '{doc_id}' in '{name}'", param="document_id")
             index.remove(old)
-            self._terms[coll.id].remove(old_texts)
+            self._keywords[coll.id].remove(old)
 
     def get_document(self, tenant: str, name: str, doc_id: str) -> dict[str, Any]:
         coll = self.collection(tenant, name)
@@ -453,13 +456,17 @@ class KnowledgeBase:
         coll = self.collection(tenant, name)
         vector = query_vector
         if vector is None and mode != "bm25":
-            vector = self.embedder.embed([query])[0]
+            vector = self._embed_query(query)
         depth = max(self.settings.candidates, top_k * (3 if per_document else 1))
         with self.lock.read():
             conn = self._reader()
             index = self._index(coll)
             allowed = self._allowed(conn, coll, filters) if filters else None
-            keyword = self._keyword(conn, coll, query, depth, filters) if mode != "vector" else []
+            keyword = (
+                self._keyword(conn, coll, query, depth, filters, allowed)
+                if mode != "vector"
+                else []
+            )
             dense = (
                 index.search(vector, depth, allowed)
                 if vector is not None and mode != "bm25"
@@ -481,6 +488,20 @@ class KnowledgeBase:
             top = list(ranked[:top_k])
             return self._hits(conn, top, index, vector)
 
+    def _embed_query(self, query: str) -> Any:
+        with self._query_lock:
+            vector = self._query_vectors.get(query)
+            if vector is not None:
+                self._query_vectors.move_to_end(query)
+                return vector
+        vector = self.embedder.embed([query])[0]
+        vector.flags.writeable = False  # shared between searches
+        with self._query_lock:
+            self._query_vectors[query] = vector
+            while len(self._query_vectors) > 1024:
+                self._query_vectors.popitem(last=False)
+        return vector
+
     def _allowed(
         self, conn: sqlite3.Connection, coll: Collection, filters: dict[str, Any]
     ) -> list[int]:
@@ -501,13 +522,33 @@ class KnowledgeBase:
         query: str,
         depth: int,
         filters: dict[str, Any] | None,
+        allowed: list[int] | None,
     ) -> list[tuple[int, float]]:
-        stats = self._terms.get(coll.id)
+        """BM25 from the in-memory index; through FTS5 only for a query word that FTS5 splits
+        into several tokens (``il_6``: a phrase, which the postings do not model)."""
+        keywords = self._keywords[coll.id]
         max_df = self.settings.keyword_max_df
-        prune = None if stats is None or max_df >= 1.0 else (lambda t: stats.prune(t, max_df))
-        terms = fusion.match_query(query, prune)
-        if terms is None:
+        prune = None if max_df >= 1.0 else (lambda t: keywords.prune(t, max_df))
+        words = fusion.query_terms(query, prune)
+        if not words:
             return []
+        tokens = [keywords.tokens.term(w) for w in words]
+        if all(len(t) == 1 for t in tokens):
+            return keywords.search(
+                [t[0] for t in tokens], depth, self.settings.title_weight, allowed
+            )
+        return self._keyword_fts(conn, coll, " OR ".join(f'"{w}"' for w in words), depth, filters)
+
+    def _keyword_fts(
+        self,
+        conn: sqlite3.Connection,
+        coll: Collection,
+        terms: str,
+        depth: int,
+        filters: dict[str, Any] | None,
+    ) -> list[tuple[int, float]]:
+        """FTS5's own ``bm25()`` (the durable index; also the reference the tests compare
+        the in-memory scores with)."""
         params: list[Any] = [self.settings.title_weight, f"coll:{coll.token} AND ({terms})"]
         join = where = ""
         if filters:
@@ -591,3 +632,8 @@ def _best_per_doc(
             seen.add(doc)
             out.append((shown.setdefault(doc, chunk_id), score))
     return out
+
+
+def _body(heading: str, text: str) -> str:
+    """A chunk's FTS ``body`` column (as ``store.insert_chunks`` writes it)."""
+    return f"{heading}\n{text}" if heading else text

@@ -19,7 +19,8 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -130,6 +131,25 @@ def load_sentence_transformer(model: str) -> Any:
         return _load_sentence_transformer(minilm_path(model))
 
 
+_threads_lock = threading.Lock()
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """One torch thread for a single short text (a query): splitting a ~20-token forward pass
+    over two cores that other work also uses made it ~15x slower (540 ms vs 32 ms measured
+    on the shared 2-core box: the threads wait for each other); batches keep every thread."""
+    import torch
+
+    with _threads_lock:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
 class MiniLMEmbedder:
     """sentence-transformers on CPU; loads on first use so start-up stays fast."""
 
@@ -177,14 +197,21 @@ class MiniLMEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self.max_tokens is not None:
             texts = [self._truncate(t) for t in texts]
-        vectors = self.model.encode(
+        if len(texts) == 1:
+            with _one_thread():
+                vectors = self._encode(texts)
+        else:
+            vectors = self._encode(texts)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _encode(self, texts: list[str]) -> Any:
+        return self.model.encode(
             texts,
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def count_tokens(self, text: str) -> int:
         return self._count(text)

@@ -189,14 +189,18 @@ STOPWORDS = frozenset(
 _TERM = re.compile(r"\w+", re.UNICODE)
 
 
-def match_query(text: str, prune: Callable[[list[str]], list[str]] | None = None) -> str | None:
-    """An FTS5 query: the OR of the distinct, quoted non-stopword terms of ``text``
-    (``prune`` may drop more, e.g. words too common to matter)."""
+def query_terms(text: str, prune: Callable[[list[str]], list[str]] | None = None) -> list[str]:
+    """The distinct non-stopword words of ``text`` (all its words if every one is a stopword),
+    lower-cased, in order; ``prune`` may drop more, e.g. words too common to matter."""
     terms = [t for t in _TERM.findall(text.lower()) if t.strip("_")]
     kept = [t for t in terms if t not in STOPWORDS] or terms
     unique = list(dict.fromkeys(kept))
-    if prune is not None:
-        unique = prune(unique)
+    return prune(unique) if prune is not None and unique else unique
+
+
+def match_query(text: str, prune: Callable[[list[str]], list[str]] | None = None) -> str | None:
+    """An FTS5 query: the OR of the quoted :func:`query_terms` of ``text``."""
+    unique = query_terms(text, prune)
     if not unique:
         return None
     return " OR ".join(f'"{t}"' for t in unique)

@@ -86,25 +86,19 @@ class NewChunk:
     vector_key: str
 
 
-def delete_chunks(
-    conn: sqlite3.Connection, collection_id: int, doc_id: str
-) -> tuple[list[int], list[str]]:
-    """Remove a document's chunks from the table and the FTS index; returns their ids and
-    indexed texts (title, heading, text), for the in-memory indexes to forget them."""
+def delete_chunks(conn: sqlite3.Connection, collection_id: int, doc_id: str) -> list[int]:
+    """Remove a document's chunks from the table and the FTS index; returns their ids, for
+    the in-memory indexes to forget them."""
     rows = conn.execute(
-        "SELECT c.id, d.title, c.heading, c.text FROM chunks c JOIN documents d"
-        " ON d.collection_id = c.collection_id AND d.doc_id = c.doc_id"
-        " WHERE c.collection_id = ? AND c.doc_id = ?",
-        (collection_id, doc_id),
+        "SELECT id FROM chunks WHERE collection_id = ? AND doc_id = ?", (collection_id, doc_id)
     ).fetchall()
     ids = [int(r[0]) for r in rows]
-    texts = [f"{r[1]} {r[2]} {r[3]}" for r in rows]
     if ids:
         conn.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
         conn.execute(
             "DELETE FROM chunks WHERE collection_id = ? AND doc_id = ?", (collection_id, doc_id)
         )
-    return ids, texts
+    return ids
 
 
 def insert_chunks(
