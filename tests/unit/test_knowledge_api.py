@@ -5,6 +5,7 @@ composition with a dispatcher (the router's seat)."""
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any
@@ -374,3 +375,31 @@ def test_without_auth_everyone_shares_one_knowledge_base(tmp_path: Path) -> None
         with client(server, "whatever-the-sdk-sends") as sdk_like:
             names = [c["name"] for c in sdk_like.get("/v1/collections").json()["data"]]
     assert names == ["science"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_guess_without_evidence_never_reaches_the_client(
+    a: httpx.Client, kengine: Engine, stream: bool
+) -> None:
+    seed(a)
+    model = fake(kengine)
+    model.enqueue("The 1998 World Cup was won by France.")
+    r = a.post(
+        "/v1/chat/completions",
+        json={
+            "model": "fake",
+            "messages": [{"role": "user", "content": "Who won football championship 1998?"}],
+            "strata": {"knowledge": "science"},
+            "max_tokens": 200,
+            "stream": stream,
+        },
+    )
+    assert r.status_code == 200
+    if stream:
+        events = [json.loads(x[6:]) for x in r.text.split("\n\n") if x.startswith("data: {")]
+        text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
+    else:
+        text = r.json()["choices"][0]["message"]["content"]
+    assert text == "I don't know: the documents I have do not cover this."
+    assert "France" not in r.text
+    assert model.calls[-1].params.max_tokens == 24  # little budget spent on a guess

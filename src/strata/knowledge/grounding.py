@@ -7,10 +7,13 @@ chunk, score, ...) and, after the answer, ``cited``: the passage numbers the ans
 
 When the best passage's cosine similarity is under ``min_evidence`` (calibrated on SciFact
 by ``bench/retrieval.py``), no passage is shown and the model is told to say it does not
-know. Why instruct rather than skip the model: a layer only changes messages, which is what
-lets it compose with every other layer and with the router's dispatcher (the cascade still
-picks who answers; a session layer still stores the turn). The abstention is also flagged
-as ``strata.knowledge.grounded = false`` so a client can tell without parsing the text.
+know. Small models do not always obey that (asked for a capital city, the 0.5B model names
+it), so the answer is also held back (``turn.buffer_output``) and, unless it already says
+it does not know, replaced by the abstention sentence: an ungrounded answer never reaches
+the client. The model still runs (with a short budget) because a layer only changes
+messages, which is what lets it compose with every other layer and with the router's
+dispatcher (a session layer still stores the turn). The abstention is also flagged as
+``strata.knowledge.grounded = false`` so a client can tell without parsing the text.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from strata.config import KnowledgeSettings
@@ -33,6 +37,9 @@ your answer, put the number of each passage you used in square brackets, like [1
 passages do not contain the answer, say "I don't know".
 
 Question: {question}"""
+
+ABSTENTION = "I don't know: the documents I have do not cover this."
+ABSTAIN_BUDGET = 24  # tokens: enough for the abstention sentence, little to waste on a guess
 
 ABSTAIN = """The knowledge base "{collection}" has no passage about the question below, so \
 you cannot answer it from the documents. Reply exactly: "I don't know: the documents I \
@@ -108,6 +115,9 @@ class KnowledgeLayer:
         else:
             prompt = ABSTAIN.format(collection=collection, question=question)
             turn.info["citations"] = []
+            turn.buffer_output = True
+            budget = min(turn.gen.params.max_tokens or ABSTAIN_BUDGET, ABSTAIN_BUDGET)
+            turn.gen.params = replace(turn.gen.params, max_tokens=budget)
         messages[last] = {**messages[last], "content": prompt}
         turn.gen.messages = messages
         turn.info["knowledge"] = {
@@ -118,6 +128,9 @@ class KnowledgeLayer:
         }
 
     async def after(self, turn: ChatTurn, texts: list[str]) -> list[str]:
+        knowledge = turn.info.get("knowledge")
+        if isinstance(knowledge, dict) and knowledge.get("grounded") is False:
+            return [t if "don't know" in t.lower() else ABSTENTION for t in texts]
         citations = turn.info.get("citations")
         if turn.options.get("knowledge") and citations is not None and texts:
             valid = {c["n"] for c in citations}
