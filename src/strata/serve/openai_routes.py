@@ -85,18 +85,9 @@ def _metrics(request: Request) -> Metrics:
     return metrics
 
 
-async def _collect(pipeline: Pipeline, turn: ChatTurn, timings: Timings) -> convert.Collected:
+async def _collect(stream: AsyncIterator[Chunk]) -> convert.Collected:
     collected = convert.Collected()
-    async for chunk in pipeline.generate(turn, timings):
-        collected.add(chunk)
-    return collected
-
-
-async def _collect_one(
-    engine: Engine, model: str, gen: GenerationRequest, key: str, timings: Timings
-) -> convert.Collected:
-    collected = convert.Collected()
-    async for chunk in engine.generate(model, gen, key=key, timings=timings):
+    async for chunk in stream:
         collected.add(chunk)
     return collected
 
@@ -162,7 +153,7 @@ async def chat_completions(
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return await _stream_chat(pipeline, turn, body.n, include_usage, timings)
         results = await _collect_all(
-            request, [_collect(pipeline, turn, timings) for _ in range(body.n)]
+            request, [_collect(pipeline.generate(turn, timings)) for _ in range(body.n)]
         )
         texts = await pipeline.after(turn, [c.text for c in results])
     except StrataError as exc:
@@ -306,7 +297,9 @@ async def completions(
             return await _stream_completion(engine, body, gens, key, rid)
         timings = Timings()
         jobs = [
-            _collect_one(engine, body.model, g, key, timings) for g in gens for _ in range(body.n)
+            _collect(engine.generate(body.model, g, key=key, timings=timings))
+            for g in gens
+            for _ in range(body.n)
         ]
         results = await _collect_all(request, jobs)
     except StrataError as exc:
