@@ -9,13 +9,12 @@ which also hides whether it exists.
 
 from __future__ import annotations
 
-import hashlib
+from strata.tenancy import key_digest
 
 ANONYMOUS = ""
 
 
 def owner_of(key: str) -> str:
     """The owner id for a pipeline/admission key (``key:TOKEN`` or ``host:ADDR``)."""
-    if key.startswith("key:"):
-        return hashlib.sha256(key[4:].encode()).hexdigest()[:32]
-    return ANONYMOUS
+    digest = key_digest(key)
+    return digest[:32] if digest else ANONYMOUS

@@ -36,6 +36,7 @@ from strata.knowledge.parsers import Block, paragraphs
 from strata.knowledge.store import Collection, NewChunk
 from strata.knowledge.vectors import VectorIndex
 from strata.store import Database
+from strata.tenancy import key_digest
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,9 +51,8 @@ def tenant_of(key: str, keyed: bool = True) -> str:
     """The tenant an API key maps to. Keys are hashed (never stored). Without keys (a server
     with auth off, whatever token a client sends; the in-process CLI) everything is the one
     ``default`` tenant."""
-    if keyed and key.startswith("key:"):
-        return "k" + hashlib.sha256(key[4:].encode()).hexdigest()[:24]
-    return "default"
+    digest = key_digest(key) if keyed else None
+    return "k" + digest[:24] if digest else "default"
 
 
 @dataclass

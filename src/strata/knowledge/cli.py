@@ -17,12 +17,13 @@ import click
 from strata.cli import make_settings, settings_options
 from strata.config import Settings
 from strata.errors import InvalidRequest
+from strata.tenancy import API_KEY_PREFIX
 
 
 def _tenant(key: str | None) -> str:
     from strata.knowledge.base import tenant_of
 
-    return tenant_of("key:" + key if key else "")
+    return tenant_of(API_KEY_PREFIX + key if key else "")
 
 
 def _kb(settings: Settings) -> Any:

@@ -17,6 +17,7 @@ from strata.routing.ledger import tenant_id
 from strata.routing.timeparse import parse_time
 from strata.serve.auth import client_key
 from strata.stack import Stack
+from strata.tenancy import API_KEY_PREFIX
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(client_key)])
 
@@ -39,7 +40,7 @@ async def usage(
     own = tenant_id(caller)
     tenant = own
     if key is not None:
-        tenant = tenant_id("key:" + key)
+        tenant = tenant_id(API_KEY_PREFIX + key)
         if request.app.state.settings.api_keys and tenant != own:
             raise InvalidRequest("you can only see the usage of your own API key", param="key")
     filters = {

@@ -12,6 +12,7 @@ import click
 from strata.cli import make_settings, settings_options
 from strata.config import Settings
 from strata.errors import ConfigError, InvalidRequest
+from strata.tenancy import API_KEY_PREFIX
 
 
 def _router(settings: Settings) -> Any:
@@ -177,7 +178,7 @@ def usage(
     ledger = Ledger(ledger_path(settings))
     try:
         report = ledger.summary(
-            tenant=tenant_id("key:" + key) if key else None,
+            tenant=tenant_id(API_KEY_PREFIX + key) if key else None,
             route=route,
             since=parse_time(since, "since"),
             until=parse_time(until, "until"),

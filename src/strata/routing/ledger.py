@@ -13,7 +13,6 @@ of its sha256 (``tenant_id``), so usage can be filtered by key without keeping t
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from strata.models.base import Usage
 from strata.pipeline import ChatTurn
 from strata.routing.cost import CostMeter
 from strata.store import Database, Migration
+from strata.tenancy import API_KEY_PREFIX, key_digest
 
 MIGRATIONS = [
     Migration(
@@ -55,9 +55,8 @@ MIGRATIONS = [
 
 def tenant_id(key: str) -> str:
     """How a caller is recorded: API keys hashed, other identities (host:…, local) as is."""
-    if key.startswith("key:"):
-        return "key:" + hashlib.sha256(key[4:].encode()).hexdigest()[:16]
-    return key or "local"
+    digest = key_digest(key)
+    return API_KEY_PREFIX + digest[:16] if digest else key or "local"
 
 
 @dataclass

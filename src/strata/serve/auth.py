@@ -8,6 +8,7 @@ import hmac
 from fastapi import Request
 
 from strata.errors import AuthenticationFailed
+from strata.tenancy import API_KEY_PREFIX
 
 
 async def client_key(request: Request) -> str:
@@ -26,6 +27,6 @@ async def client_key(request: Request) -> str:
         if not any(hmac.compare_digest(token, k) for k in accepted):
             raise AuthenticationFailed("Incorrect API key provided.")
     if token:
-        return "key:" + token
+        return API_KEY_PREFIX + token
     client = request.client
     return "host:" + (client.host if client else "unknown")
