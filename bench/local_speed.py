@@ -27,8 +27,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from _common import ProcessGroup, free_port, interrupts_end_the_run, median, wait_http, write_json
-from strata import catalog
-from strata.config import default_home
+from strata.core import catalog
+from strata.core.settings import default_home
 
 BUNDLED = {"small": "qwen2.5-coder-0.5b-instruct", "big": "qwen2.5-coder-1.5b-instruct"}
 TOPICS = ["lighthouses", "glaciers", "beekeeping", "railways", "tides", "volcanoes", "paper"]

@@ -34,13 +34,13 @@ from rich.console import Console
 from rich.table import Table
 
 from _common import median, write_json
-from strata import catalog
-from strata.config import DialogueSettings, ModelSpec, Settings, default_home
-from strata.dialogue import NewTurn
-from strata.engine import Timings
-from strata.models.base import GenerationRequest, SamplingParams, Usage
-from strata.pipeline import ChatTurn
-from strata.stack import Stack
+from strata.core import catalog
+from strata.core.engine import Timings
+from strata.core.kernel import Stack
+from strata.core.models.base import GenerationRequest, SamplingParams, Usage
+from strata.core.service import ChatTurn
+from strata.core.settings import DialogueSettings, ModelSpec, Settings, default_home
+from strata.features.dialogue.store import NewTurn
 
 console = Console(stderr=True)
 SYSTEM = "You are a helpful assistant. Answer in one short sentence."

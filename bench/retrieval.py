@@ -34,9 +34,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO_ROOT, median, percentile, write_json
-from strata.config import KnowledgeSettings
-from strata.knowledge import fusion
-from strata.knowledge.base import DocumentInput, KnowledgeBase
+from strata.features.knowledge import fusion
+from strata.features.knowledge.base import DocumentInput, KnowledgeBase
+from strata.features.knowledge.settings import KnowledgeSettings
 
 DATA = REPO_ROOT.parent / "shared" / "data" / "retrieval" / "scifact"
 TENANT = "bench"

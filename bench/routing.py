@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import REPO_ROOT, write_json
 
-from strata.config import load_settings
-from strata.engine import Engine
-from strata.routing import calibrate as cal
-from strata.routing.grading import SIGNALS, outcomes
-from strata.routing.outcomes import Cache, Item, cache_dir, load_items, run_all
+from strata.core.engine import Engine
+from strata.core.settings import load_settings
+from strata.features.routing import calibrate as cal
+from strata.features.routing.grading import SIGNALS, outcomes
+from strata.features.routing.outcomes import Cache, Item, cache_dir, load_items, run_all
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "routing"
 COMBINED_PARTS = [*SIGNALS, "learned"]

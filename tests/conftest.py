@@ -14,10 +14,10 @@ import httpx
 import pytest
 import uvicorn
 
-from strata.config import ModelSpec, Settings
-from strata.engine import Engine
-from strata.models.fake import FakeBackend, scripted
-from strata.serve.app import create_app
+from strata.core.engine import Engine
+from strata.core.models.fake import FakeBackend, scripted
+from strata.core.settings import ModelSpec, Settings
+from strata.edges.http.app import create_app
 
 
 @pytest.fixture(autouse=True)

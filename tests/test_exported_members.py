@@ -6,7 +6,7 @@ import inspect
 import types
 
 import strata
-import strata.errors
+import strata.core.errors
 
 
 def public_names() -> set[str]:
@@ -50,12 +50,12 @@ def test_version() -> None:
 def test_every_error_is_exported() -> None:
     errors = {
         name
-        for name, value in vars(strata.errors).items()
+        for name, value in vars(strata.core.errors).items()
         if inspect.isclass(value) and issubclass(value, strata.StrataError)
     }
     assert errors <= set(strata.__all__)
     for name in errors:
-        assert getattr(strata, name) is getattr(strata.errors, name)
+        assert getattr(strata, name) is getattr(strata.core.errors, name)
 
 
 def test_error_statuses() -> None:

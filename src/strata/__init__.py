@@ -4,9 +4,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from strata.config import ModelSpec, Settings, load_settings
-from strata.engine import Engine, Timings
-from strata.errors import (
+from strata.core.engine import Engine, Timings
+from strata.core.errors import (
     AuthenticationFailed,
     BackendError,
     BackendTimeout,
@@ -24,7 +23,7 @@ from strata.errors import (
     StrataError,
     UpstreamError,
 )
-from strata.models.base import (
+from strata.core.models.base import (
     Backend,
     Capability,
     Chunk,
@@ -36,7 +35,8 @@ from strata.models.base import (
     TopLogprob,
     Usage,
 )
-from strata.models.registry import register_backend
+from strata.core.models.registry import register_backend
+from strata.core.settings import ModelSpec, Settings, load_settings
 
 __all__ = [
     "AuthenticationFailed",

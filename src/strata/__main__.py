@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from strata.cli import main
+from strata.edges.cli.main import main
 
 main()

@@ -15,9 +15,9 @@ import httpx
 import openai
 import pytest
 
-from strata import catalog
-from strata.config import ModelSpec, Settings, default_home
-from strata.serve.app import create_app
+from strata.core import catalog
+from strata.core.settings import ModelSpec, Settings, default_home
+from strata.edges.http.app import create_app
 from tests.conftest import LiveServer
 
 # Read before any test fixture points XDG_DATA_HOME at a temporary directory.

@@ -11,8 +11,8 @@ import numpy as np
 import openai
 import pytest
 
-from strata.config import ModelSpec, Settings
-from strata.serve.app import create_app
+from strata.core.settings import ModelSpec, Settings
+from strata.edges.http.app import create_app
 from tests.conftest import LiveServer
 
 pytestmark = pytest.mark.real_model
@@ -31,7 +31,7 @@ def _minilm_installed() -> None:
 
 
 def test_minilm_counts_tokens_and_embeds_meaning() -> None:
-    from strata.knowledge.embedders import MiniLMEmbedder
+    from strata.core.embeddings import MiniLMEmbedder
 
     embedder = MiniLMEmbedder()
     assert embedder.dim == 384

@@ -10,10 +10,10 @@ import httpx
 import openai
 import pytest
 
-from strata import catalog
-from strata.config import ModelSpec, Settings
-from strata.routing.settings import RouteSpec, TierSpec
-from strata.serve.app import create_app
+from strata.core import catalog
+from strata.core.settings import ModelSpec, Settings
+from strata.edges.http.app import create_app
+from strata.features.routing.settings import RouteSpec, TierSpec
 from tests.conftest import LiveServer
 from tests.e2e.conftest import MODELS_HOME, bundled_path
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from strata.config import KnowledgeSettings
-from strata.knowledge.base import KnowledgeBase
+from strata.features.knowledge.base import KnowledgeBase
+from strata.features.knowledge.settings import KnowledgeSettings
 
 
 def hash_settings(**overrides: Any) -> KnowledgeSettings:

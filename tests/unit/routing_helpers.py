@@ -1,5 +1,5 @@
 """Shared set-up for the routing tests: two priced fake tiers, a scripted confidence signal,
-and a helper that sends one chat turn through the stack's pipeline like the server does."""
+and a helper that sends one chat turn through the kernel's chat service like the server does."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from strata.config import ModelSpec, Settings
-from strata.engine import Timings
-from strata.models.base import GenerationRequest, SamplingParams
-from strata.pipeline import ChatTurn
-from strata.routing.settings import RouteSpec, TierSpec
-from strata.routing.signals import Attempt, ConfidenceSignal, Need, Probe, register_signal
-from strata.stack import Stack
+from strata.core.kernel import Kernel
+from strata.core.models.base import GenerationRequest, SamplingParams
+from strata.core.settings import ModelSpec, Settings
+from strata.core.tenancy import Caller, tenant_of
+from strata.core.turn import Turn
+from strata.features.routing.settings import RouteSpec, TierSpec
+from strata.features.routing.signals import Attempt, ConfidenceSignal, Need, Probe, register_signal
+from tests.unit.turns import Asked, send
 
 SCORES: deque[float] = deque()
 
@@ -88,24 +89,17 @@ def turn_for(
     key: str = "key:alice",
     stream: bool = False,
     text: str = "hi there",
-) -> ChatTurn:
+) -> Asked:
     gen = GenerationRequest(
         kind="chat",
         messages=[{"role": "user", "content": text}],
         params=SamplingParams(temperature=0.0),
         stream=stream,
     )
-    return ChatTurn(model, gen, key=key, options=options or {})
+    tenant = tenant_of(key)  # as a server that checks keys would name the caller
+    return Asked(Turn(model, gen, Caller(tenant, tenant, key), options or {}))
 
 
-async def send(stack: Stack, turn: ChatTurn) -> str:
-    """One turn through the pipeline: layers' before, the dispatch, layers' after."""
-    await stack.pipeline.before(turn)
-    parts = [c.text async for c in stack.pipeline.generate(turn, Timings())]
-    texts = await stack.pipeline.after(turn, ["".join(parts)])
-    return texts[0]
-
-
-def ask(stack: Stack, model: str, **kw: Any) -> tuple[ChatTurn, str]:
-    turn = turn_for(model, **kw)
-    return turn, asyncio.run(send(stack, turn))
+def ask(stack: Kernel, model: str, **kw: Any) -> tuple[Asked, str]:
+    asked = turn_for(model, **kw)
+    return asked, asyncio.run(send(stack, asked))

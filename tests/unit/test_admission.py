@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from strata.admission import FairScheduler
-from strata.errors import QueueFull
+from strata.core.admission import FairScheduler
+from strata.core.errors import QueueFull
 
 
 async def settle() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from strata.config import ModelSpec, Settings
-from strata.engine import Engine
-from strata.serve.app import create_app
+from strata.core.engine import Engine
+from strata.core.settings import ModelSpec, Settings
+from strata.edges.http.app import create_app
 from tests.conftest import LiveServer
 from tests.unit.test_cli import assert_one_line_error, invoke
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from strata import catalog
-from strata.catalog import BundledModel
-from strata.errors import CatalogError
+from strata.core import catalog
+from strata.core.catalog import BundledModel
+from strata.core.errors import CatalogError
 
 ROOT = Path(__file__).resolve().parents[2]
 PIECES = [b"GGUF" + b"a" * 1000, b"b" * 2048, b"c" * 10]
@@ -238,7 +238,7 @@ def test_catalog_matches_pyproject_extras() -> None:
         assert model.filename.endswith(".gguf")
         assert model.chunks
     # The default model specs name only catalog entries.
-    from strata.config import default_models
+    from strata.core.settings import default_models
 
     for spec in default_models().values():
         if spec.backend == "llama":  # minilm ships as a package, not a catalog file

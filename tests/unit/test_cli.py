@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from strata import __version__
-from strata.cli import main
+from strata.edges.cli.main import main
 from tests.conftest import LiveServer
 
 CONFIG = """
@@ -188,7 +188,7 @@ def test_models_assemble_nothing_configured(config: Path) -> None:
 
 
 def test_models_assemble(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from strata import catalog
+    from strata.core import catalog
     from tests.unit.test_catalog import WHOLE, make_model
 
     model = make_model(tmp_path, monkeypatch)

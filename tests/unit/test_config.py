@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from strata.config import ModelSpec, Settings, default_home, default_models, load_settings
-from strata.engine import Engine
-from strata.errors import ConfigError
-from strata.models.fake import FakeBackend
-from strata.models.remote import OpenAIBackend
+from strata.core.engine import Engine
+from strata.core.errors import ConfigError
+from strata.core.models.fake import FakeBackend
+from strata.core.models.remote import OpenAIBackend
+from strata.core.settings import ModelSpec, Settings, default_home, default_models, load_settings
 
 REMOTE = """
 [models.gpt]

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from strata.engine import Engine
+from strata.core.engine import Engine
 from tests.conftest import fake
 from tests.unit.conftest import wait_until
 

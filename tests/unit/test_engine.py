@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from strata.client import LocalClient
-from strata.config import ModelSpec, Settings
-from strata.engine import Engine, Timings
-from strata.errors import BackendError, ContextWindowExceeded, InvalidRequest, ModelNotFound
-from strata.models.base import Chunk, GenerationRequest, ResponseFormat, SamplingParams, Usage
+from strata.core.engine import Engine, Timings
+from strata.core.errors import BackendError, ContextWindowExceeded, InvalidRequest, ModelNotFound
+from strata.core.models.base import Chunk, GenerationRequest, ResponseFormat, SamplingParams, Usage
+from strata.core.settings import ModelSpec, Settings
+from strata.edges.cli.client import LocalClient
 from tests.conftest import fake
 
 

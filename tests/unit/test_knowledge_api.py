@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from strata.config import ModelSpec, Settings
-from strata.engine import Engine, Timings
-from strata.models.base import Chunk
-from strata.pipeline import ChatTurn
-from strata.serve.app import create_app
+from strata.core.engine import Engine
+from strata.core.models.base import Chunk
+from strata.core.settings import ModelSpec, Settings
+from strata.core.turn import Turn, TurnResult
+from strata.edges.http.app import create_app
 from tests.conftest import LiveServer, fake, fake_settings
 from tests.unit.conftest import assert_error_body, http_client, sdk
 from tests.unit.knowledge_helpers import hash_settings, tiny_pdf
@@ -341,9 +341,9 @@ class EchoRoute:
     def names(self) -> list[str]:
         return ["auto"]
 
-    async def generate(self, turn: ChatTurn, timings: Timings) -> AsyncGenerator[Chunk, None]:
+    async def generate(self, turn: Turn, result: TurnResult) -> AsyncGenerator[Chunk, None]:
         self.seen.append(list(turn.gen.messages or []))
-        turn.answered_by = "fake"
+        result.answered_by = "fake"
         yield Chunk(text="routed [1]")
         yield Chunk(finish_reason="stop")
 
@@ -351,7 +351,7 @@ class EchoRoute:
 def test_grounding_composes_with_a_dispatcher(tmp_path: Path) -> None:
     app = create_app(knowledge_settings(tmp_path))
     route = EchoRoute()
-    app.state.stack.pipeline.add_dispatcher(route)
+    app.state.kernel.service.add_dispatcher(route)
     with LiveServer(app) as server, http_client(server.root) as c:
         seed(c)
         r = c.post(

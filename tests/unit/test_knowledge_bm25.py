@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from strata.knowledge.base import DocumentInput, KnowledgeBase
-from strata.knowledge.bm25 import KeywordIndex, Tokens
+from strata.features.knowledge.base import DocumentInput, KnowledgeBase
+from strata.features.knowledge.bm25 import KeywordIndex, Tokens
 from tests.unit.knowledge_helpers import make_kb
 
 T = "tenant"
@@ -77,7 +77,7 @@ def corpus(seed: int, n: int, prefix: str = "d") -> list[DocumentInput]:
 
 
 def fts_ranking(kb: KnowledgeBase, query: str, depth: int = 50) -> list[tuple[int, float]]:
-    from strata.knowledge import fusion
+    from strata.features.knowledge import fusion
 
     coll = kb.collection(T, "c")
     words = fusion.query_terms(query)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from strata.cli import main
+from strata.edges.cli.main import main
 from tests.unit.knowledge_helpers import tiny_pdf
 
 CONFIG = """

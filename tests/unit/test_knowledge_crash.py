@@ -13,13 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-from strata.knowledge.base import DocumentInput
+from strata.features.knowledge.base import DocumentInput
 from tests.unit.knowledge_helpers import make_kb
 
 CHILD = r"""
 import sys
 from pathlib import Path
-from strata.knowledge.base import DocumentInput
+from strata.features.knowledge.base import DocumentInput
 from tests.unit.knowledge_helpers import make_kb
 
 kb = make_kb(Path(sys.argv[1]), chunk_tokens=24, chunk_overlap=4)

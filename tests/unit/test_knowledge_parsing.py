@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from strata.errors import InvalidRequest
-from strata.knowledge.chunking import chunk_blocks, word_count
-from strata.knowledge.parsers import Block, parse, parser_for, register_parser, supported
+from strata.core.errors import InvalidRequest
+from strata.features.knowledge.chunking import chunk_blocks, word_count
+from strata.features.knowledge.parsers import Block, parse, parser_for, register_parser, supported
 from tests.unit.knowledge_helpers import tiny_pdf
 
 

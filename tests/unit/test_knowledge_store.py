@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from strata.errors import InvalidRequest, NotFound
-from strata.knowledge import fusion
-from strata.knowledge.base import DocumentInput, KnowledgeBase, tenant_of
-from strata.knowledge.vectors import VectorIndex
+from strata.core.errors import InvalidRequest, NotFound
+from strata.core.tenancy import tenant_of
+from strata.features.knowledge import fusion
+from strata.features.knowledge.base import DocumentInput, KnowledgeBase
+from strata.features.knowledge.vectors import VectorIndex
 from tests.unit.knowledge_helpers import make_kb
 
 T = "tenant"

@@ -10,10 +10,10 @@ import httpx
 import openai
 import pytest
 
-from strata.config import ModelSpec, Settings
-from strata.engine import Engine
-from strata.models.fake import FakeBackend
-from strata.serve.app import create_app
+from strata.core.engine import Engine
+from strata.core.models.fake import FakeBackend
+from strata.core.settings import ModelSpec, Settings
+from strata.edges.http.app import create_app
 from tests.conftest import LiveServer, fake
 from tests.unit.conftest import http_client, wait_until
 

@@ -15,10 +15,10 @@ import httpx
 import openai
 import pytest
 
-from strata.config import Settings
-from strata.engine import Engine
-from strata.models.fake import scripted
-from strata.serve.app import create_app
+from strata.core.engine import Engine
+from strata.core.models.fake import scripted
+from strata.core.settings import Settings
+from strata.edges.http.app import create_app
 from tests.conftest import LiveServer, fake, fake_settings
 from tests.unit.conftest import assert_error_body, http_client, sdk, wait_until
 

@@ -21,13 +21,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from strata.config import ModelSpec, Settings
-from strata.engine import Engine, Timings
-from strata.errors import BackendTimeout, BackendUnavailable, UpstreamError
-from strata.models import remote
-from strata.models.base import Chunk, GenerationRequest, ResponseFormat, SamplingParams
-from strata.models.remote import OpenAIBackend
-from strata.serve.app import create_app
+from strata.core.engine import Engine, Timings
+from strata.core.errors import BackendTimeout, BackendUnavailable, UpstreamError
+from strata.core.models import remote
+from strata.core.models.base import Chunk, GenerationRequest, ResponseFormat, SamplingParams
+from strata.core.models.remote import OpenAIBackend
+from strata.core.settings import ModelSpec, Settings
+from strata.edges.http.app import create_app
 from tests.conftest import LiveServer, free_port
 from tests.unit.conftest import assert_error_body, sdk, wait_until
 

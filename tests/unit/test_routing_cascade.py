@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from strata.errors import BackendError, BackendUnavailable, QueueFull
-from strata.routing.tuning import CurvePoint, RouteTuning, save_tuning
-from strata.stack import Stack
+from strata.core.errors import BackendError, BackendUnavailable, QueueFull
+from strata.features.routing.tuning import CurvePoint, RouteTuning, save_tuning
 from tests.conftest import fake
 from tests.unit.routing_helpers import (
     BIG_PRICE,
@@ -23,6 +22,7 @@ from tests.unit.routing_helpers import (
     send,
     turn_for,
 )
+from tests.unit.turns import Stack
 
 
 @pytest.fixture(autouse=True)
@@ -83,10 +83,8 @@ def test_small_tier_is_asked_for_logprobs_but_the_client_gets_none(stack: Stack)
     assert all(c.logprobs is None for c in chunks)
 
 
-async def _chunks(stack: Stack, turn):  # type: ignore[no-untyped-def]
-    from strata.engine import Timings
-
-    return [c async for c in stack.pipeline.generate(turn, Timings())]
+async def _chunks(stack: Stack, asked):  # type: ignore[no-untyped-def]
+    return [c async for c in stack.service.generate(asked.turn, asked.result)]
 
 
 def test_quality_override_raises_the_bar(stack: Stack) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from strata.routing.ledger import Ledger, tenant_id
-from strata.serve.app import create_app
-from strata.stack import Stack
+from strata.core.tenancy import tenant_of as tenant_id
+from strata.edges.http.app import create_app
+from strata.features.routing.ledger import Ledger
 from tests.conftest import LiveServer, fake
 from tests.unit.conftest import assert_error_body, http_client, sdk
 from tests.unit.routing_helpers import (
@@ -22,6 +22,7 @@ from tests.unit.routing_helpers import (
     cost,
     routing_settings,
 )
+from tests.unit.turns import Stack
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +99,7 @@ def test_time_filters(tmp_path: Path) -> None:
 
 
 def test_failed_requests_write_no_row(tmp_path: Path) -> None:
-    from strata.errors import BackendUnavailable
+    from strata.core.errors import BackendUnavailable
 
     stack = Stack(routing_settings(tmp_path))
     fake(stack.engine, "big").enqueue(BackendUnavailable("down"))
@@ -114,7 +115,7 @@ def keyed_server(tmp_path: Path) -> Iterator[tuple[LiveServer, Stack]]:
     settings.api_keys = ["alice-key", "bob-key"]
     app = create_app(settings)
     with LiveServer(app) as server:
-        yield server, app.state.stack
+        yield server, app.state.kernel
 
 
 def test_auto_through_the_sdk_reports_route_and_bills_the_tenant(

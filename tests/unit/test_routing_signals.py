@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from strata.errors import ConfigError, InvalidRequest
-from strata.models.base import TokenLogprob, TopLogprob
-from strata.routing import calibrate as cal
-from strata.routing.answers import canonical, choice_letter, final_number
-from strata.routing.features import prompt_features
-from strata.routing.logistic import fit_logistic
-from strata.routing.signals import Attempt, create_signal, signal_names
-from strata.routing.signals.consistency import agreement
-from strata.routing.signals.logprobs import answer_span
-from strata.routing.signals.verify import p_yes
-from strata.routing.timeparse import parse_time
+from strata.core.errors import ConfigError, InvalidRequest
+from strata.core.models.base import TokenLogprob, TopLogprob
+from strata.features.routing import calibrate as cal
+from strata.features.routing.answers import canonical, choice_letter, final_number
+from strata.features.routing.features import prompt_features
+from strata.features.routing.logistic import fit_logistic
+from strata.features.routing.signals import Attempt, create_signal, signal_names
+from strata.features.routing.signals.consistency import agreement
+from strata.features.routing.signals.logprobs import answer_span
+from strata.features.routing.signals.verify import p_yes
+from strata.features.routing.timeparse import parse_time
 
 
 def toks(*pairs: tuple[str, float]) -> list[TokenLogprob]:
@@ -212,10 +212,11 @@ def test_parse_time() -> None:
 
 
 def test_local_price_comes_from_measured_compute(tmp_path: Path) -> None:
-    from strata.config import ModelSpec, Settings
-    from strata.engine import Engine, Timings
-    from strata.models.base import Usage
-    from strata.routing.cost import CostMeter
+    from strata.core.pricing import CostMeter
+
+    from strata.core.engine import Engine, Timings
+    from strata.core.models.base import Usage
+    from strata.core.settings import ModelSpec, Settings
 
     settings = Settings(
         home=tmp_path,

@@ -11,16 +11,17 @@ from typing import Any
 import httpx
 import pytest
 
-from strata.config import DialogueSettings, ModelSpec, Settings
-from strata.dialogue import NewTurn, SessionStore
-from strata.engine import Engine
-from strata.errors import ContextWindowExceeded, NotFound
-from strata.models.base import GenerationRequest, SamplingParams
-from strata.pipeline import ChatTurn
-from strata.serve.app import create_app
-from strata.stack import Stack
+from strata.core.engine import Engine
+from strata.core.errors import ContextWindowExceeded, NotFound
+from strata.core.models.base import GenerationRequest, SamplingParams
+from strata.core.settings import DialogueSettings, ModelSpec, Settings
+from strata.core.tenancy import DEFAULT_TENANT, Caller
+from strata.core.turn import Turn
+from strata.edges.http.app import create_app
+from strata.features.dialogue.store import NewTurn, SessionStore
 from tests.conftest import LiveServer, fake
 from tests.unit.conftest import assert_error_body, http_client
+from tests.unit.turns import Asked, Stack, send
 
 
 def dialogue_settings(tmp_path: Path, n_ctx: int = 400, **dialogue: Any) -> Settings:
@@ -38,20 +39,17 @@ def dialogue_settings(tmp_path: Path, n_ctx: int = 400, **dialogue: Any) -> Sett
     )
 
 
-def chat_turn(text: str, session: str, key: str = "", max_tokens: int = 8) -> ChatTurn:
+def chat_turn(text: str, session: str, max_tokens: int = 8) -> Asked:
     gen = GenerationRequest(
         kind="chat",
         messages=[{"role": "user", "content": text}],
         params=SamplingParams(max_tokens=max_tokens),
     )
-    return ChatTurn("chat", gen, key, {"session": session}, "resp-1")
+    return Asked(Turn("chat", gen, Caller(), {"session": session}, "resp-1"))
 
 
-async def run_turn(stack: Stack, turn: ChatTurn) -> str:
-    await stack.pipeline.before(turn)
-    text = await stack.pipeline.complete(turn)
-    [text] = await stack.pipeline.after(turn, [text])
-    return text
+async def run_turn(stack: Stack, turn: Asked) -> str:
+    return await send(stack, turn)
 
 
 def filler(i: int) -> str:
@@ -86,7 +84,7 @@ def test_turn_three_fact_recalled_at_turn_300(tmp_path: Path) -> None:
 
     async def go() -> None:
         stack = Stack(settings)
-        session = stack.sessions.create("", "long")
+        session = stack.sessions.create(DEFAULT_TENANT, "long")
         turns = [NewTurn("user", filler(i)) for i in range(2)]
         turns.append(NewTurn("user", "By the way my passport number is X9932177", created=1e9))
         turns += [NewTurn("assistant" if i % 2 else "user", filler(i)) for i in range(3, 300)]
@@ -113,7 +111,7 @@ def test_prompt_fits_window_exactly(tmp_path: Path) -> None:
 
     async def go() -> None:
         stack = Stack(settings)
-        session = stack.sessions.create("", "fit")
+        session = stack.sessions.create(DEFAULT_TENANT, "fit")
         stack.sessions.append(session, [NewTurn("user", filler(i)) for i in range(60)])
         turn = chat_turn("hello there", "fit", max_tokens=20)
         await run_turn(stack, turn)
@@ -136,10 +134,10 @@ def test_new_message_too_big_is_a_400(tmp_path: Path) -> None:
 
     async def go() -> None:
         stack = Stack(settings)
-        stack.sessions.create("", "s")
+        stack.sessions.create(DEFAULT_TENANT, "s")
         with pytest.raises(ContextWindowExceeded):
-            await stack.pipeline.before(chat_turn("word " * 80, "s"))
-        assert stack.sessions.get("", "s").turns == 0  # refused, so not stored
+            await chat_turn("word " * 80, "s").before(stack)
+        assert stack.sessions.get(DEFAULT_TENANT, "s").turns == 0  # refused, so not stored
         await stack.shutdown()
 
     asyncio.run(go())
@@ -150,7 +148,7 @@ def test_summary_rolls_in_background_and_is_used(tmp_path: Path) -> None:
 
     async def go() -> None:
         stack = Stack(settings)
-        session = stack.sessions.create("", "sum")
+        session = stack.sessions.create(DEFAULT_TENANT, "sum")
         stack.sessions.append(session, [NewTurn("user", filler(i)) for i in range(12)])
         await run_turn(stack, chat_turn("first question", "sum"))
         await stack.summariser.settle()
@@ -158,7 +156,7 @@ def test_summary_rolls_in_background_and_is_used(tmp_path: Path) -> None:
         assert summ.calls, "the summary model was not asked"
         asked = (summ.calls[0].messages or [])[-1]["content"]
         assert filler(0) in asked and filler(11) not in asked.split("New messages:")[0]
-        stored = stack.sessions.get("", "sum")
+        stored = stack.sessions.get(DEFAULT_TENANT, "sum")
         assert stored.summary == "SUMMARY"
         assert stored.summary_upto >= 6
         turn = chat_turn("second question", "sum")
@@ -176,7 +174,7 @@ def test_last_draft_is_in_the_window_for_refinement(tmp_path: Path) -> None:
 
     async def go() -> None:
         stack = Stack(settings)
-        stack.sessions.create("", "draft")
+        stack.sessions.create(DEFAULT_TENANT, "draft")
         fake(stack.engine, "chat").enqueue("Dear team, the launch moves to Friday.")
         await run_turn(stack, chat_turn("Write a note that the launch moves", "draft"))
         await run_turn(stack, chat_turn("make it shorter", "draft"))
@@ -186,7 +184,7 @@ def test_last_draft_is_in_the_window_for_refinement(tmp_path: Path) -> None:
             "content": "Dear team, the launch moves to Friday.",
         }
         assert prompt[-1]["content"] == "make it shorter"
-        turns = stack.sessions.turns(stack.sessions.get("", "draft").sid)
+        turns = stack.sessions.turns(stack.sessions.get(DEFAULT_TENANT, "draft").sid)
         assert [t.role for t in turns] == ["user", "assistant", "user", "assistant"]
         await stack.shutdown()
 
@@ -198,13 +196,13 @@ def test_user_turn_kept_when_generation_fails(tmp_path: Path) -> None:
 
     async def go() -> None:
         stack = Stack(settings)
-        stack.sessions.create("", "s")
+        stack.sessions.create(DEFAULT_TENANT, "s")
         fake(stack.engine, "chat").enqueue(RuntimeError("boom"))
         turn = chat_turn("remember the milk", "s")
-        await stack.pipeline.before(turn)
+        await turn.before(stack)
         with pytest.raises(Exception, match="boom"):
-            await stack.pipeline.complete(turn)
-        turns = stack.sessions.turns(stack.sessions.get("", "s").sid)
+            await stack.service.complete(turn.turn)
+        turns = stack.sessions.turns(stack.sessions.get(DEFAULT_TENANT, "s").sid)
         assert [t.content for t in turns] == ["remember the milk"]
         await stack.shutdown()
 

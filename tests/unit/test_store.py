@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from strata.errors import ConfigError
-from strata.store import Database, Migration
+from strata.core.errors import ConfigError
+from strata.core.storage import Database, Migration
 
 V1 = Migration(1, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);\nCREATE INDEX t_v ON t (v);")
 

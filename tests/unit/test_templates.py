@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from strata.apps.layers import format_bullets
-from strata.apps.templates import builtin_templates, folder_templates, validate_inputs
-from strata.config import DialogueSettings, ModelSpec, Settings
-from strata.engine import Engine
-from strata.errors import ConfigError, InvalidInput
-from strata.serve.app import create_app
+from strata.core.engine import Engine
+from strata.core.errors import ConfigError, InvalidInput
+from strata.core.settings import DialogueSettings, ModelSpec, Settings
+from strata.edges.http.app import create_app
+from strata.features.apps.layers import format_bullets
+from strata.features.apps.templates import builtin_templates, folder_templates, validate_inputs
 from tests.conftest import LiveServer, fake
 from tests.unit.conftest import assert_error_body, http_client, sdk
 

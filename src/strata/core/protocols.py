@@ -1,0 +1,93 @@
+"""What features need from each other, as protocols: a feature provides one on the kernel
+(``kernel.provide(KnowledgeSearch, impl)``) and another looks it up
+(``kernel.lookup(KnowledgeSearch)``), so neither imports the other.
+
+- ``ModelPool``: the models, their admission and their generations (the ``Engine`` today;
+  Ray Serve replicas later).
+- ``Embeddings``: text → unit vectors (``strata.core.embeddings``).
+- ``KnowledgeSearch``: a tenant's knowledge base, searched (the knowledge feature).
+- ``ModelTiers``: what a model's tokens cost (``strata.core.pricing.CostMeter``).
+- ``PositionLogits``: every position's log-probabilities of a text under a local model, which
+  detectors need and the engine's usual last-position path does not give.
+- ``TurnEvents``: ``strata.core.events`` (subscribe to ``TurnCompleted``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from strata.core.events import TurnEvents
+from strata.core.models.base import Chunk, GenerationRequest, Price, Usage
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from strata.core.engine import ModelHandle, Timings
+
+__all__ = [
+    "Embeddings",
+    "KnowledgeSearch",
+    "ModelPool",
+    "ModelTiers",
+    "Passage",
+    "PositionLogits",
+    "TurnEvents",
+]
+
+
+class ModelPool(Protocol):
+    models: dict[str, ModelHandle]
+
+    def get(self, name: str) -> ModelHandle: ...
+
+    def generate(
+        self,
+        name: str,
+        request: GenerationRequest,
+        *,
+        key: str = "",
+        timings: Timings,
+        record: Callable[[str, Usage], None] | None = None,
+    ) -> AsyncGenerator[Chunk, None]: ...
+
+
+class Embeddings(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: list[str]) -> npt.NDArray[np.float32]: ...
+
+
+@dataclass
+class Passage:
+    document_id: str
+    chunk: int
+    text: str
+    score: float
+    title: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class KnowledgeSearch(Protocol):
+    def search(self, tenant: str, collection: str, query: str, top_k: int) -> list[Passage]: ...
+
+
+class ModelTiers(Protocol):
+    def price(self, name: str) -> Price: ...
+
+    def cost(self, name: str, usage: Usage | None) -> float: ...
+
+
+class PositionLogits(Protocol):
+    def position_logprobs(
+        self, model: str, texts: Sequence[str], *, window: int
+    ) -> list[npt.NDArray[np.float32]]:
+        """Per text, a (tokens - 1, vocabulary) array of log-probabilities for each next token
+        given the tokens before it, computed in windows of ``window`` tokens."""
+        ...

@@ -1,0 +1,246 @@
+"""The ``ChatService`` owns a chat turn, the same for every door a request comes in by (HTTP,
+the CLI's in-process client, a template run):
+
+    layers' ``before`` (declared order) → dispatch (a route's cascade, or one model), n times
+    → layers' ``after`` (reverse order) → ``TurnCompleted`` (ledger, response log, transcript)
+
+When a layer may rewrite the answer (``turn.buffer_output``), a stream is generated whole and
+replayed, since text once sent cannot be unsent. A client that hangs up stops every choice
+still generating (``hangup``), so nobody holds a model for an answer no one receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from strata.core.engine import Engine
+from strata.core.events import TurnEvents
+from strata.core.ids import new_id
+from strata.core.models.base import Chunk, GenerationRequest, Usage
+from strata.core.turn import (
+    Choice,
+    Dispatcher,
+    Generation,
+    Layer,
+    Turn,
+    TurnCompleted,
+    TurnResult,
+)
+
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    """The client hung up before the answer was ready."""
+
+
+Hangup = Callable[[], Awaitable[Any]]
+
+
+async def until_hangup(jobs: Sequence[Awaitable[T]], hangup: Hangup | None) -> list[T]:
+    """Run ``jobs`` together. When one fails (a full queue, say) or ``hangup()`` returns
+    first, stop the rest rather than let them hold a model; a hang-up raises ``ClientGone``."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    gathered = asyncio.gather(*tasks)
+    watcher = asyncio.ensure_future(hangup()) if hangup is not None else None
+    try:
+        waiting: set[asyncio.Future[Any]] = {gathered}
+        if watcher is not None:
+            waiting.add(watcher)
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if not gathered.done():
+            raise ClientGone
+        return gathered.result()
+    finally:
+        rest: list[asyncio.Future[Any]] = list(tasks)
+        if watcher is not None:
+            watcher.cancel()
+            rest.append(watcher)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
+
+
+async def prime(stream: AsyncGenerator[T, None]) -> T:
+    """The first item of a stream, so errors before it still become ordinary errors."""
+    try:
+        return await anext(stream)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await stream.aclose()
+        raise
+
+
+class ChatService:
+    def __init__(
+        self,
+        engine: Engine,
+        events: TurnEvents | None = None,
+        price: Callable[[str, Usage], float] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.events = events or TurnEvents()
+        self.price = price
+        self.layers: list[Layer] = []
+        self.dispatchers: list[Dispatcher] = []
+
+    def add_layer(self, layer: Layer) -> None:
+        self.layers.append(layer)
+        self.layers.sort(key=lambda layer: layer.order)
+
+    def add_dispatcher(self, dispatcher: Dispatcher) -> None:
+        self.dispatchers.append(dispatcher)
+
+    def handles(self, model: str) -> bool:
+        """Whether ``model`` names something servable (a model or a dispatcher's name)."""
+        return model in self.engine.models or any(d.handles(model) for d in self.dispatchers)
+
+    def check_model(self, model: str) -> None:
+        """Raise the usual 404 naming the models when ``model`` is not servable."""
+        if not self.handles(model):
+            self.engine.get(model)
+
+    def dispatched_names(self) -> list[str]:
+        return [name for d in self.dispatchers for name in d.names()]
+
+    # ---- the turn ----
+
+    def start(self, turn: Turn) -> TurnResult:
+        """A result for ``turn``, and the turn's way to generate once more, billed to it."""
+        if not turn.response_id:
+            turn.response_id = new_id("chatcmpl")
+        result = TurnResult(turn.model)
+
+        async def complete(gen: GenerationRequest) -> str:
+            again = Turn(turn.model, gen, turn.caller, turn.options, turn.response_id)
+            # Its own report (a route's decision for the retry is not the answer's), one bill.
+            return await self.complete(
+                again, TurnResult(turn.model, generations=result.generations)
+            )
+
+        turn.complete = complete
+        return result
+
+    async def before(self, turn: Turn, result: TurnResult) -> None:
+        for layer in self.layers:
+            await layer.before(turn, result)
+
+    async def after(self, turn: Turn, result: TurnResult) -> None:
+        for layer in reversed(self.layers):
+            await layer.after(turn, result)
+        await self.events.publish(TurnCompleted(turn, result))
+
+    def generate(self, turn: Turn, result: TurnResult) -> AsyncGenerator[Chunk, None]:
+        """One choice's stream, from a dispatcher or the named model."""
+        for dispatcher in self.dispatchers:
+            if dispatcher.handles(turn.model):
+                return dispatcher.generate(turn, result)
+        result.answered_by = turn.model
+        return self.engine.generate(
+            turn.model,
+            turn.gen,
+            key=turn.caller.queue,
+            timings=result.timings,
+            record=lambda model, usage: result.generations.append(
+                Generation(model, usage, self.price(model, usage) if self.price else 0.0)
+            ),
+        )
+
+    async def _choice(self, turn: Turn, result: TurnResult) -> Choice:
+        choice = Choice()
+        parts: list[str] = []
+        async for chunk in self.generate(turn, result):
+            parts.append(chunk.text)
+            choice.logprobs.extend(chunk.logprobs or [])
+            choice.finish_reason = chunk.finish_reason or choice.finish_reason
+            choice.usage = chunk.usage or choice.usage
+            if chunk.extra and chunk.extra.get("tool_calls"):
+                choice.tool_calls = list(chunk.extra["tool_calls"])
+        choice.text = "".join(parts)
+        return choice
+
+    async def run(self, turn: Turn, n: int = 1, *, hangup: Hangup | None = None) -> TurnResult:
+        """The whole turn, answered at once (``n`` choices generated together)."""
+        result = self.start(turn)
+        await self.before(turn, result)
+        return await self._finish(turn, result, n, hangup)
+
+    async def _finish(
+        self, turn: Turn, result: TurnResult, n: int, hangup: Hangup | None
+    ) -> TurnResult:
+        jobs = [self._choice(turn, result) for _ in range(n)]
+        result.choices = await until_hangup(jobs, hangup)
+        await self.after(turn, result)
+        return result
+
+    async def stream(self, turn: Turn, n: int = 1) -> TurnStream:
+        """The turn as a stream of ``(choice index, chunk)``; the layers' ``before`` and the
+        first chunk are awaited here, so errors up to the first token raise at once."""
+        result = self.start(turn)
+        await self.before(turn, result)
+        if turn.buffer_output:
+            return TurnStream(self._replay(await self._finish(turn, result, n, None)), result)
+        stream = self._live(turn, result, n)
+        first = await prime(stream)
+        return TurnStream(_prepend(first, stream), result)
+
+    async def _live(
+        self, turn: Turn, result: TurnResult, n: int
+    ) -> AsyncGenerator[tuple[int, Chunk], None]:
+        for index in range(n):
+            choice = Choice()
+            result.choices.append(choice)
+            parts: list[str] = []
+            stream = self.generate(turn, result)
+            try:
+                async for chunk in stream:
+                    parts.append(chunk.text)
+                    choice.finish_reason = chunk.finish_reason or choice.finish_reason
+                    choice.usage = chunk.usage or choice.usage
+                    yield index, chunk
+            finally:
+                await stream.aclose()  # a client gone mid-stream frees the model now, not at GC
+            choice.text = "".join(parts)
+        await self.after(turn, result)
+
+    async def _replay(self, result: TurnResult) -> AsyncGenerator[tuple[int, Chunk], None]:
+        for index, choice in enumerate(result.choices):
+            yield index, Chunk(text=choice.text, usage=choice.usage)
+            yield (
+                index,
+                Chunk(finish_reason=choice.finish_reason or "stop", logprobs=choice.logprobs),
+            )
+
+    async def complete(self, turn: Turn, result: TurnResult | None = None) -> str:
+        """One answer to ``turn.gen`` as it stands, without the layers (what a layer calls to
+        regenerate or a summariser to summarise); billed to ``result`` when given."""
+        result = result or TurnResult(turn.model)
+        return (await self._choice(turn, result)).text
+
+
+class TurnStream:
+    """``(choice index, chunk)`` pairs; ``result`` is complete once they are exhausted."""
+
+    def __init__(self, chunks: AsyncGenerator[tuple[int, Chunk], None], result: TurnResult):
+        self.chunks = chunks
+        self.result = result
+
+    def __aiter__(self) -> AsyncIterator[tuple[int, Chunk]]:
+        return self.chunks
+
+    async def aclose(self) -> None:
+        await self.chunks.aclose()
+
+
+async def _prepend(
+    first: tuple[int, Chunk], rest: AsyncGenerator[tuple[int, Chunk], None]
+) -> AsyncGenerator[tuple[int, Chunk], None]:
+    try:
+        yield first
+        async for item in rest:
+            yield item
+    finally:
+        await rest.aclose()

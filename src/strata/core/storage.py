@@ -1,0 +1,135 @@
+"""One SQLite database file per component (ledger, knowledge, dialogue, ...), migrated as code.
+
+Why one file per component: their write patterns differ (a ledger row per request, bulk
+ingests, chat turns) and SQLite serialises writers per file, so separate files keep a large
+ingest from delaying the ledger. Every file runs in WAL mode with ``synchronous=FULL``: a
+transaction that returned is on disk, which is what "acknowledged" means everywhere in strata.
+
+Migrations are an ordered list of ``Migration(version, sql_or_function)``; each runs in its
+own transaction together with the bump of ``schema_version``, so a crash mid-migration leaves
+the previous version intact and the next start simply retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from strata.core.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    apply: str | Callable[[sqlite3.Connection], None]
+
+
+class Database:
+    """A thread-safe SQLite connection: one writer at a time, explicit transactions.
+
+    Calls are synchronous (SQLite is); async code uses ``await db.run(fn, ...)`` which moves
+    the call to a worker thread so the event loop keeps serving.
+    """
+
+    def __init__(self, path: Path | str, component: str, migrations: Sequence[Migration]) -> None:
+        self.path = Path(path)
+        self.component = component
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(
+                str(path), check_same_thread=False, isolation_level=None, timeout=30
+            )
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open database {path}: {exc}") from exc
+        self.conn.row_factory = sqlite3.Row
+        self.lock = threading.RLock()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            "foreign_keys=ON",
+            "busy_timeout=30000",
+        ):
+            self.conn.execute(f"PRAGMA {pragma}")
+        self._migrate(migrations)
+
+    @property
+    def version(self) -> int:
+        row = self.conn.execute(
+            "SELECT version FROM schema_version WHERE component = ?", (self.component,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
+        versions = [m.version for m in migrations]
+        if versions != sorted(set(versions)):
+            raise ConfigError(f"{self.component}: migration versions must increase")
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version"
+            " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        )
+        current = self.version
+        if versions and current > versions[-1]:
+            raise ConfigError(
+                f"{self.path} has {self.component} schema v{current}, newer than this strata"
+                f" knows (v{versions[-1]}); upgrade strata"
+            )
+        for migration in migrations:
+            if migration.version <= current:
+                continue
+            with self.transaction() as conn:
+                if isinstance(migration.apply, str):
+                    for statement in _statements(migration.apply):
+                        conn.execute(statement)
+                else:
+                    migration.apply(conn)
+                conn.execute(
+                    "INSERT INTO schema_version (component, version) VALUES (?, ?)"
+                    " ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+                    (self.component, migration.version),
+                )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back if the block raises."""
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        with self.lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (``executescript`` would commit early)."""
+    out: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            out.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        out.append(buffer.strip())
+    return out

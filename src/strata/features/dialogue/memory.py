@@ -1,0 +1,309 @@
+"""Sessions that outlive the context window: a layer and a transcript recorder.
+
+``SessionMemory`` (the last layer, so the system prompt, brand voice and any grounding are
+already in the messages) checks the session is the caller's, stores the new message(s) as the
+caller sent them (``turn.sent``) once every layer has accepted the request, just before
+generation starts, and builds the prompt:
+
+    system prompt + voice + rolling summary of older turns
+        + earlier turns retrieved as relevant to the new message (FTS5 BM25, entity overlap)
+    most recent turns, verbatim (the last draft is always among them: "make it shorter")
+    the new message
+
+and fits it exactly into the model's window, counted with the model's own tokenizer
+(``Backend.count_messages``), leaving ``max_tokens`` for the answer. Parts are added in
+priority order (last exchange, summary, retrieved turns, older recent turns) on estimates,
+then the whole prompt is counted exactly and the least important part dropped until it fits.
+
+With a session, a request's non-system messages are the *new* turn(s); earlier turns come
+from the store, so a client sends only what is new. ``SessionRecorder`` subscribes to
+``TurnCompleted`` and stores the final answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from strata.core.engine import Engine
+from strata.core.errors import ContextWindowExceeded, InvalidRequest
+from strata.core.models.base import Backend, Capability
+from strata.core.settings import DialogueSettings
+from strata.core.turn import Turn as ChatTurn
+from strata.core.turn import TurnCompleted, TurnResult
+from strata.features.dialogue.render import recent_content, render_turn, stamp
+from strata.features.dialogue.store import ROLES, NewTurn, Session, SessionStore, Turn
+from strata.features.dialogue.summary import Summariser
+
+_WORD = re.compile(r"[\w'-]+", re.UNICODE)
+_ENTITY = re.compile(r"\b(?:[A-Z][\w-]+|\w*\d[\w-]*)\b")
+_STOP = """a an and are as at be but by can could did do does for from had has have how i i'm if
+    in is it it's me my of on or our so that the their them then there these they this to
+    us was we were what when where which who why will with would you your yours tell said say
+    about again please know remember"""
+STOPWORDS = frozenset(_STOP.split())
+
+
+def _text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        return "".join(str(p.get("text") or "") for p in content if p.get("type") == "text")
+    return str(content or "")
+
+
+class SessionRecorder:
+    """Keeps the answer in the session's transcript: a ``TurnCompleted`` subscriber, so it
+    stores the final text, once every layer (a brand voice's repair) has had its say, then
+    lets the summariser catch up in the background."""
+
+    def __init__(self, store: SessionStore, summariser: Summariser) -> None:
+        self.store = store
+        self.summariser = summariser
+
+    async def __call__(self, event: TurnCompleted) -> None:
+        turn, result = event.turn, event.result
+        info = result.report.get("session")
+        if info is None or not result.choices:
+            return
+        session = await asyncio.to_thread(self.store.find, turn.caller.owner, info["id"])
+        if session is None:  # deleted while the answer was generated
+            return
+        stored = await asyncio.to_thread(
+            self.store.append, session, [NewTurn("assistant", result.choices[0].text)]
+        )
+        info["reply_turn"] = stored[0].seq
+        self.summariser.schedule(session.sid, turn.model)
+
+
+def new_turns(turn: ChatTurn) -> list[NewTurn]:
+    """The request's new turns, as the caller sent them (a template may rewrite them)."""
+    new = [
+        NewTurn(m["role"], _text(m), m.get("name"))
+        for m in turn.sent
+        if m.get("role") not in {"system", "developer"}
+    ]
+    if not new:
+        raise InvalidRequest("a session turn needs a new message", param="messages")
+    for message in new:
+        if message.role not in ROLES:
+            raise InvalidRequest(
+                f"a session keeps user and assistant messages, not '{message.role}'",
+                param="messages",
+            )
+    return new
+
+
+@dataclass
+class _Part:
+    kind: str  # "recent" | "summary" | "retrieved"
+    turn: Turn | None
+    cost: int
+
+
+class SessionMemory:
+    name = "session-memory"
+    order = 90  # last: it fits what every other layer added into the window
+
+    def __init__(self, store: SessionStore, engine: Engine, settings: DialogueSettings) -> None:
+        self.store = store
+        self.engine = engine
+        self.settings = settings
+
+    def counter(self, model: str) -> tuple[str | None, int]:
+        """The model whose tokenizer counts the prompt, and the window to fit.
+
+        A plain model counts for itself. A route (``auto``) may answer with any chat model, so
+        the prompt must fit the smallest of their windows; it is counted with the default
+        model's tokenizer (the bundled models share one)."""
+        handle = self.engine.models.get(model)
+        if handle is not None:
+            return model, handle.backend.context_window or self.settings.default_window
+        chat = {
+            name: h.backend
+            for name, h in self.engine.models.items()
+            if h.backend.supports(Capability.CHAT)
+        }
+        if not chat:
+            return None, self.settings.default_window
+        default = self.engine.settings.default_model
+        name = default if default in self.engine.models else next(iter(chat))
+        window = min(b.context_window or self.settings.default_window for b in chat.values())
+        return name, window
+
+    async def before(self, turn: ChatTurn, result: TurnResult) -> None:
+        session_id = turn.options.get("session")
+        if not session_id:
+            return
+        session = await asyncio.to_thread(self.store.get, turn.caller.owner, session_id)
+        new = new_turns(turn)
+        info: dict[str, Any] = {"id": session.id}
+        result.report["session"] = info
+        name, window = self.counter(turn.model)
+        # The exact tokenizer comes with the weights: the pool loads them if need be.
+        backend = await self.engine.tokenizer(name) if name is not None else None
+        params = turn.gen.params
+        reserve = params.max_tokens or min(self.settings.answer_tokens, window // 4)
+        if params.max_tokens is None:
+            turn.gen.params = dataclasses.replace(params, max_tokens=reserve)
+        messages, stats = await asyncio.to_thread(
+            self.build,
+            session,
+            turn.gen.messages or [],
+            session.last_seq + 1,
+            backend,
+            window - reserve,
+        )
+        # Stored before generation starts, durably: a message the server accepted is kept
+        # even if the model then fails.
+        stored = await asyncio.to_thread(self.store.append, session, new)
+        turn.gen.messages = messages
+        info.update(turn=stored[0].seq, **stats)
+
+    async def after(self, turn: ChatTurn, result: TurnResult) -> None:
+        return None
+
+    # ---- the prompt ----
+
+    def build(
+        self,
+        session: Session,
+        request: list[dict[str, Any]],
+        first_new: int,
+        backend: Backend | None,
+        budget: int,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        count_text = backend.count_tokens if backend else _estimate_text
+        count = backend.count_messages if backend else _estimate_messages
+        systems = [_text(m) for m in request if m.get("role") in {"system", "developer"}]
+        new = [m for m in request if m.get("role") not in {"system", "developer"}]
+        system = "\n\n".join(s for s in [session.system, *systems] if s.strip())
+        recent = self.store.recent(session.sid, self.settings.recent_turns, before=first_new)
+        start = recent[0].seq if recent else first_new
+        query = " ".join(_text(m) for m in new if m.get("role") == "user")
+        retrieved = self.retrieve(session.sid, query, before=start)
+
+        # Priority order: the last exchange, the summary, retrieved turns, older recent turns.
+        parts: list[_Part] = []
+        for t in reversed(recent[-2:]):
+            parts.append(_Part("recent", t, count_text(recent_content(t)) + 4))
+        if session.summary:
+            parts.append(_Part("summary", None, count_text(session.summary) + 12))
+        share = int(budget * self.settings.retrieval_share)
+        spent = 0
+        for t in retrieved:
+            cost = count_text(render_turn(t)) + 1
+            if spent + cost <= share:
+                parts.append(_Part("retrieved", t, cost))
+                spent += cost
+        for t in reversed(recent[:-2]):
+            parts.append(_Part("recent", t, count_text(recent_content(t)) + 4))
+
+        base = self._assemble(system, session, new, [])
+        used = count(base)
+        if used > budget:
+            raise ContextWindowExceeded(
+                f"The new message and system prompt take {used} tokens; the window leaves "
+                f"{budget} for the prompt after the answer's max_tokens.",
+                param="messages",
+            )
+        # Greedy on estimates, then exact: trim what ran over, then try what was left out
+        # (the estimates lean high). Recent turns stay contiguous: once one is out, so are
+        # all older ones.
+        chosen: list[_Part] = []
+        rest: list[_Part] = []
+        for part in parts:
+            if used + part.cost <= budget and not (part.kind == "recent" and _gap(rest)):
+                chosen.append(part)
+                used += part.cost
+            else:
+                rest.append(part)
+        messages = self._assemble(system, session, new, chosen)
+        exact = count(messages)
+        while exact > budget and chosen:
+            rest.insert(0, chosen.pop())
+            messages = self._assemble(system, session, new, chosen)
+            exact = count(messages)
+        skipped: list[_Part] = []
+        for part in rest:
+            if part.kind == "recent" and _gap(skipped):
+                continue
+            trial = self._assemble(system, session, new, [*chosen, part])
+            size = count(trial)
+            if size <= budget:
+                chosen.append(part)
+                messages, exact = trial, size
+            else:
+                skipped.append(part)
+        stats = {
+            "prompt_tokens": exact,
+            "budget": budget,
+            "recent_turns": sum(p.kind == "recent" for p in chosen),
+            "retrieved_turns": [p.turn.seq for p in chosen if p.kind == "retrieved" and p.turn],
+            "summary": any(p.kind == "summary" for p in chosen),
+        }
+        return messages, stats
+
+    def _assemble(
+        self, system: str, session: Session, new: list[dict[str, Any]], parts: list[_Part]
+    ) -> list[dict[str, Any]]:
+        sections = [system] if system.strip() else []
+        if any(p.kind == "summary" for p in parts):
+            sections.append("Summary of the earlier conversation:\n" + session.summary)
+        found = sorted((p.turn for p in parts if p.kind == "retrieved" and p.turn), key=_seq)
+        if found:
+            lines = "\n".join(render_turn(t) for t in found)
+            sections.append(
+                "Earlier messages in this conversation, with when they were said (UTC):\n" + lines
+            )
+        sections.append(f"The current time is {stamp(time.time())} UTC.")
+        recent = sorted((p.turn for p in parts if p.kind == "recent" and p.turn), key=_seq)
+        messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(sections)}]
+        for t in recent:
+            message: dict[str, Any] = {"role": t.role, "content": recent_content(t)}
+            messages.append(message)
+        return messages + [{k: v for k, v in m.items() if k != "name"} for m in new]
+
+    def retrieve(self, sid: int, query: str, before: int) -> list[Turn]:
+        """Earlier turns relevant to ``query``: BM25 over the session's turns, re-ranked with
+        the overlap of names and numbers (what people ask back for) and a little recency."""
+        limit = self.settings.retrieved_turns
+        words = [w.lower() for w in _WORD.findall(query)]
+        terms = list(dict.fromkeys(w for w in words if w not in STOPWORDS and len(w) > 1))
+        if not terms or limit == 0 or before <= 1:
+            return []
+        hits = self.store.search(sid, terms, before=before, limit=limit * 4)
+        if not hits:
+            return []
+        top = max(score for _, score in hits) or 1.0
+        entities = {e.lower() for e in _ENTITY.findall(query)}
+
+        def score(hit: tuple[Turn, float]) -> float:
+            turn, bm25 = hit
+            overlap = 0.0
+            if entities:
+                found = {e.lower() for e in _ENTITY.findall(turn.content)}
+                overlap = len(entities & found) / len(entities)
+            return bm25 / top + 0.5 * overlap + 0.1 * turn.seq / before
+
+        ranked = sorted(hits, key=score, reverse=True)
+        return [t for t, _ in ranked[:limit]]
+
+
+def _gap(left_out: list[_Part]) -> bool:
+    return any(p.kind == "recent" for p in left_out)
+
+
+def _seq(turn: Turn) -> int:
+    return turn.seq
+
+
+def _estimate_text(text: str) -> int:
+    return -(-len(text.encode()) // 3)  # as Backend.count_tokens: leans high
+
+
+def _estimate_messages(messages: list[dict[str, Any]]) -> int:
+    return 3 + sum(4 + _estimate_text(_text(m)) for m in messages)

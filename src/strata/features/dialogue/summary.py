@@ -1,0 +1,131 @@
+"""The rolling summary: turns that left the recent window, folded into a few paragraphs.
+
+When it runs: after a turn is stored (an answer, or imported messages), in a background task,
+once ``summary_batch`` turns have fallen out of the recent window since the last summary.
+It never delays an answer: the reply is already sent, and the prompt builder uses whatever
+summary is stored at that moment (turns not yet summarised are still reachable by retrieval).
+The summary model queues under its own admission key, so it takes turns with users on a
+shared local model instead of going first. One task per session at a time; a failure is
+logged and retried at the next trigger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from strata.core.errors import StrataError
+from strata.core.models.base import Backend, GenerationRequest, SamplingParams
+from strata.core.service import ChatService
+from strata.core.settings import DialogueSettings
+from strata.core.tenancy import Caller
+from strata.core.turn import Turn as ChatTurn
+from strata.features.dialogue.render import render_turn
+from strata.features.dialogue.store import SessionStore, Turn
+
+log = logging.getLogger("strata.features.dialogue")
+
+SUMMARY_KEY = "strata:summary"
+
+INSTRUCTIONS = (
+    "You keep the running summary of a long conversation between a user and an assistant. "
+    "Merge the new messages into the summary. Keep every concrete fact: names, numbers, "
+    "codes, dates and times, places, decisions, preferences and open requests. Drop small "
+    "talk. Write plain sentences, at most {words} words."
+)
+
+
+class Summariser:
+    def __init__(
+        self,
+        store: SessionStore,
+        service: ChatService,
+        settings: DialogueSettings,
+        model: Callable[[str], str],
+    ) -> None:
+        self.store = store
+        self.service = service
+        self.settings = settings
+        self.model = model  # chat model name → the model that summarises for it
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+
+    def due(self, sid: int) -> bool:
+        session = self.store.by_sid(sid)
+        if session is None:
+            return False
+        out_of_window = session.last_seq - self.settings.recent_turns
+        return out_of_window - session.summary_upto >= self.settings.summary_batch
+
+    def schedule(self, sid: int, chat_model: str) -> None:
+        """Start summarising ``sid`` in the background if it is due and not already running."""
+        if not self.settings.summary or sid in self.tasks or not self.due(sid):
+            return
+        task = asyncio.get_running_loop().create_task(self._run(sid, self.model(chat_model)))
+        self.tasks[sid] = task
+        task.add_done_callback(lambda _: self.tasks.pop(sid, None))
+
+    async def settle(self) -> None:
+        """Wait for the running summaries (tests, benchmarks, shutdown)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self.tasks.values()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self, sid: int, model: str) -> None:
+        try:
+            while True:
+                session = await asyncio.to_thread(self.store.by_sid, sid)
+                if session is None:
+                    return
+                upto = session.last_seq - self.settings.recent_turns
+                if upto - session.summary_upto < self.settings.summary_batch:
+                    return
+                pending = await asyncio.to_thread(self.store.turns, sid, session.summary_upto, upto)
+                batch = self._batch(model, session.summary, pending)
+                text = await self._summarise(model, session.summary, batch)
+                await asyncio.to_thread(self.store.set_summary, sid, text, batch[-1].seq)
+        except StrataError as exc:
+            log.warning("session summary failed (retried later): %s", exc.message)
+
+    def _backend(self, model: str) -> Backend | None:
+        handle = self.service.engine.models.get(model)
+        return handle.backend if handle is not None else None
+
+    def _batch(self, model: str, summary: str, pending: list[Turn]) -> list[Turn]:
+        """As many pending turns (at least one) as fit half the summary model's window."""
+        backend = self._backend(model)
+        window = (backend.context_window if backend else None) or self.settings.default_window
+        room = window // 2 - self.settings.summary_max_tokens
+        count = backend.count_tokens if backend else (lambda s: len(s) // 3 + 1)
+        used = count(summary)
+        batch: list[Turn] = []
+        for turn in pending:
+            used += count(render_turn(turn)) + 1
+            if batch and used > room:
+                break
+            batch.append(turn)
+        return batch
+
+    async def _summarise(self, model: str, summary: str, turns: list[Turn]) -> str:
+        words = max(30, self.settings.summary_max_tokens * 3 // 4)
+        transcript = "\n".join(render_turn(t) for t in turns)
+        user = (
+            f"Current summary:\n{summary or '(none yet)'}\n\nNew messages:\n{transcript}\n\n"
+            "Write the updated summary."
+        )
+        gen = GenerationRequest(
+            kind="chat",
+            messages=[
+                {"role": "system", "content": INSTRUCTIONS.format(words=words)},
+                {"role": "user", "content": user},
+            ],
+            params=SamplingParams(temperature=0.0, max_tokens=self.settings.summary_max_tokens),
+        )
+        text = await self.service.complete(ChatTurn(model, gen, Caller(queue=SUMMARY_KEY)))
+        return text.strip()

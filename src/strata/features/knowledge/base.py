@@ -1,0 +1,369 @@
+"""The knowledge base: collections per tenant, atomic upserts, hybrid search.
+
+A write goes: chunk → look up the embedding cache → embed what is missing (batched, outside
+any lock) → ONE SQLite transaction (delete the document's old chunks from the table and the
+FTS index, insert the new ones, record the content hash) → commit (WAL, synchronous=FULL:
+on disk) → swap the rows in the in-memory vector matrix → return (the acknowledgement).
+Searches hold the same lock as the commit-and-swap step, so a reader sees a document either
+entirely old or entirely new, in both indexes, and a write that returned is found by the
+very next query (read-after-write). A crash before the commit loses only unacknowledged
+work; the matrix is rebuilt from the stored vectors on start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from strata.core.embeddings import Embedder, create_embedder
+from strata.core.errors import InvalidRequest, NotFound
+from strata.core.storage import Database
+from strata.features.knowledge import store as sql
+from strata.features.knowledge.bm25 import KeywordIndex
+from strata.features.knowledge.chunking import chunk_blocks
+from strata.features.knowledge.documents import DocumentInput, Hit, Prepared, WriteResult
+from strata.features.knowledge.locks import RWLock
+from strata.features.knowledge.search import MODES, SearchMixin
+from strata.features.knowledge.settings import KnowledgeSettings
+from strata.features.knowledge.store import Collection, NewChunk
+from strata.features.knowledge.vectors import VectorIndex
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+__all__ = ["MODES", "DocumentInput", "Hit", "KnowledgeBase", "WriteResult"]
+
+Mode = Literal["hybrid", "bm25", "vector"]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class KnowledgeBase(SearchMixin):
+    def __init__(
+        self, home: Path, settings: KnowledgeSettings, embedder: Embedder | None = None
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder if embedder is not None else create_embedder(settings)
+        self.db = Database(home / "knowledge.db", "knowledge", sql.MIGRATIONS)
+        self.lock = RWLock()
+        self._load_lock = threading.Lock()
+        self._indexes: dict[int, VectorIndex] = {}
+        self._keywords: dict[int, KeywordIndex] = {}
+        # Recent query texts → their vectors: a repeated question (a retry, a follow-up that
+        # searches the same words, the chat layer and the API asking alike) skips the model.
+        self._query_vectors: OrderedDict[str, Any] = OrderedDict()
+        self._query_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+
+    def close(self) -> None:
+        for conn in self._readers:
+            conn.close()
+        self.db.close()
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection: searches run in parallel with each other (WAL
+        readers never block), while the write lock keeps them off a half-applied commit."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(str(self.db.path), check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            self._readers.append(conn)
+        return conn
+
+    # collections -------------------------------------------------------------------------
+
+    def create_collection(self, tenant: str, name: str) -> tuple[Collection, bool]:
+        """The collection, and whether it was created now (creating twice is harmless)."""
+        if not _NAME.match(name):
+            raise InvalidRequest(
+                "a collection name is 1-64 letters, digits, '_', '-' or '.', starting with a"
+                " letter or digit",
+                param="name",
+            )
+        with self.lock.write(), self.db.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO collections (tenant, name, created) VALUES (?, ?, ?)",
+                (tenant, name, time.time()),
+            )
+            created = cursor.rowcount == 1
+        return self.collection(tenant, name), created
+
+    def collection(self, tenant: str, name: str) -> Collection:
+        rows = self.db.query(
+            "SELECT id FROM collections WHERE tenant = ? AND name = ?", (tenant, name)
+        )
+        if not rows:
+            raise NotFound(f"no collection named '{name}'", param="collection")
+        return Collection(int(rows[0][0]), tenant, name)
+
+    def list_collections(self, tenant: str) -> list[dict[str, Any]]:
+        rows = self.db.query(
+            "SELECT c.name, c.created, COUNT(d.doc_id), COALESCE(SUM(d.chunks), 0)"
+            " FROM collections c LEFT JOIN documents d ON d.collection_id = c.id"
+            " WHERE c.tenant = ? GROUP BY c.id ORDER BY c.name",
+            (tenant,),
+        )
+        return [
+            {"name": r[0], "created": int(r[1]), "documents": r[2], "chunks": r[3]} for r in rows
+        ]
+
+    def delete_collection(self, tenant: str, name: str) -> None:
+        coll = self.collection(tenant, name)
+        with self.lock.write():
+            with self.db.transaction() as conn:
+                conn.execute(
+                    "DELETE FROM chunks_fts WHERE rowid IN"
+                    " (SELECT id FROM chunks WHERE collection_id = ?)",
+                    (coll.id,),
+                )
+                conn.execute("DELETE FROM chunks WHERE collection_id = ?", (coll.id,))
+                conn.execute("DELETE FROM documents WHERE collection_id = ?", (coll.id,))
+                conn.execute("DELETE FROM collections WHERE id = ?", (coll.id,))
+            self._indexes.pop(coll.id, None)
+            self._keywords.pop(coll.id, None)
+
+    def stats(self, tenant: str, name: str) -> dict[str, Any]:
+        coll = self.collection(tenant, name)
+        docs, chunks = self.db.query(
+            "SELECT COUNT(*), COALESCE(SUM(chunks), 0) FROM documents WHERE collection_id = ?",
+            (coll.id,),
+        )[0]
+        with self.lock.read():
+            index = self._index(coll)
+            rows, nbytes = len(index), index.nbytes
+        return {
+            "name": name,
+            "documents": docs,
+            "chunks": chunks,
+            "vectors": rows,
+            "vector_bytes": nbytes,
+            "embedder": self.embedder.name,
+            "dimensions": index.dim,
+        }
+
+    # the vector matrix ---------------------------------------------------------------------
+
+    def _index(self, coll: Collection) -> VectorIndex:
+        """The collection's matrix, loaded from the stored vectors on first use (a lock held)."""
+
+        index = self._indexes.get(coll.id)
+        if index is not None:
+            return index
+        with self._load_lock:
+            index = self._indexes.get(coll.id)
+            if index is None:
+                index, keywords = self._load(coll)
+                self._keywords[coll.id] = keywords
+                self._indexes[coll.id] = index
+        return index
+
+    def _load(self, coll: Collection) -> tuple[VectorIndex, KeywordIndex]:
+        import numpy as np
+
+        index = VectorIndex(self.embedder.dim)
+        keywords = KeywordIndex()
+        rows = self.db.query(
+            "SELECT c.id, v.vector, d.title, c.heading, c.text FROM chunks c"
+            " JOIN vectors v ON v.key = c.vector_key JOIN documents d"
+            " ON d.collection_id = c.collection_id AND d.doc_id = c.doc_id"
+            " WHERE c.collection_id = ?",
+            (coll.id,),
+        )
+        if rows:
+            ids = [int(r[0]) for r in rows]
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            index.add(ids, matrix.reshape(len(ids), -1))
+            keywords.add(ids, [r[2] for r in rows], [_body(r[3], r[4]) for r in rows])
+        return index, keywords
+
+    # writes --------------------------------------------------------------------------------
+
+    def upsert(self, tenant: str, name: str, docs: Sequence[DocumentInput]) -> list[WriteResult]:
+        """Add or replace documents by id; returns once they are durable and searchable."""
+        coll = self.collection(tenant, name)
+        return self.commit(coll, self.prepare(coll, docs))
+
+    def _vector_key(self, text: str) -> str:
+        return hashlib.sha256(f"{self.embedder.name}\0{text}".encode()).hexdigest()[:32]
+
+    def prepare(self, coll: Collection, docs: Sequence[DocumentInput]) -> list[Prepared]:
+        """Chunk and embed (the slow part) without holding any lock."""
+        import numpy as np
+
+        seen: set[str] = set()
+        for doc in docs:
+            if not doc.id or len(doc.id) > 512:
+                raise InvalidRequest("every document needs an id of 1-512 characters", param="id")
+            if doc.id in seen:
+                raise InvalidRequest(f"document id '{doc.id}' appears twice", param="id")
+            seen.add(doc.id)
+        stored = self._hashes(coll, [d.id for d in docs])
+        out: list[Prepared] = []
+        wanted: dict[str, str] = {}
+        for doc in docs:
+            digest = doc.content_hash()
+            prepared = Prepared(doc, digest, stored.get(doc.id) == digest)
+            out.append(prepared)
+            if prepared.unchanged:
+                continue
+            pieces = chunk_blocks(
+                doc.structure(),
+                self.embedder.count_tokens,
+                self.settings.chunk_tokens,
+                self.settings.chunk_overlap,
+            )
+            if not pieces:
+                raise InvalidRequest(f"document '{doc.id}' has no text", param="text")
+            for piece in pieces:
+                embed_text = "\n".join(x for x in (doc.title, piece.heading, piece.text) if x)
+                key = self._vector_key(embed_text)
+                wanted[key] = embed_text
+                prepared.chunks.append(NewChunk(piece.position, piece.heading, piece.text, key))
+        cached = self._cached_vectors(list(wanted))
+        missing = [k for k in wanted if k not in cached]
+        fresh: dict[str, bytes] = {}
+        if missing:
+            matrix = self.embedder.embed([wanted[k] for k in missing])
+            for key, row in zip(missing, matrix, strict=True):
+                fresh[key] = np.asarray(row, dtype=np.float32).tobytes()
+        for prepared in out:
+            if prepared.unchanged:
+                continue
+            blobs = [cached.get(c.vector_key) or fresh[c.vector_key] for c in prepared.chunks]
+            prepared.vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(
+                len(blobs), -1
+            )
+            prepared.fresh = [
+                (c.vector_key, fresh[c.vector_key])
+                for c in prepared.chunks
+                if c.vector_key in fresh
+            ]
+        return out
+
+    def _hashes(self, coll: Collection, ids: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            rows = self.db.query(
+                f"SELECT doc_id, content_hash FROM documents WHERE collection_id = ?"
+                f" AND doc_id IN ({marks})",
+                [coll.id, *part],
+            )
+            out.update({r[0]: r[1] for r in rows})
+        return out
+
+    def _cached_vectors(self, keys: list[str]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            rows = self.db.query(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", part)
+            out.update({r[0]: bytes(r[1]) for r in rows})
+        return out
+
+    def commit(self, coll: Collection, prepared: Sequence[Prepared]) -> list[WriteResult]:
+        """One transaction for the whole batch, then the matrix swap, under the search lock."""
+        results: list[WriteResult] = []
+        swaps: list[tuple[list[int], list[int], npt.NDArray[np.float32], Prepared]] = []
+        now = time.time()
+        with self.lock.write():
+            index = self._index(coll)
+            with self.db.transaction() as conn:
+                if not conn.execute(
+                    "SELECT 1 FROM collections WHERE id = ?", (coll.id,)
+                ).fetchone():
+                    raise NotFound(f"no collection named '{coll.name}'", param="collection")
+                for p in prepared:
+                    doc = p.doc
+                    row = conn.execute(
+                        "SELECT content_hash FROM documents WHERE collection_id = ? AND doc_id = ?",
+                        (coll.id, doc.id),
+                    ).fetchone()
+                    if p.unchanged or (row is not None and row[0] == p.content_hash):
+                        results.append(WriteResult(doc.id, "unchanged", len(p.chunks)))
+                        continue
+                    old = sql.delete_chunks(conn, coll.id, doc.id)
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO vectors (key, vector) VALUES (?, ?)", p.fresh
+                    )
+                    new = sql.insert_chunks(conn, coll, doc.id, doc.title, p.chunks)
+                    sql.upsert_document(
+                        conn,
+                        coll,
+                        doc.id,
+                        doc.title,
+                        doc.source,
+                        doc.metadata,
+                        p.content_hash,
+                        len(new),
+                        now,
+                    )
+                    swaps.append((old, new, p.vectors, p))
+                    status: Literal["new", "updated"] = "updated" if row is not None else "new"
+                    results.append(WriteResult(doc.id, status, len(new)))
+            keywords = self._keywords[coll.id]
+            for old, new, vectors, p in swaps:
+                index.remove(old)
+                index.add(new, vectors)
+                keywords.remove(old)
+                keywords.add(
+                    new, [p.doc.title] * len(new), [_body(c.heading, c.text) for c in p.chunks]
+                )
+        return results
+
+    def delete_document(self, tenant: str, name: str, doc_id: str) -> None:
+        coll = self.collection(tenant, name)
+        with self.lock.write():
+            index = self._index(coll)
+            with self.db.transaction() as conn:
+                old = sql.delete_chunks(conn, coll.id, doc_id)
+                gone = conn.execute(
+                    "DELETE FROM documents WHERE collection_id = ? AND doc_id = ?",
+                    (coll.id, doc_id),
+                ).rowcount
+                if not gone:
+                    raise NotFound(f"no document '{doc_id}' in '{name}'", param="document_id")
+            index.remove(old)
+            self._keywords[coll.id].remove(old)
+
+    def get_document(self, tenant: str, name: str, doc_id: str) -> dict[str, Any]:
+        coll = self.collection(tenant, name)
+        with self.lock.read():
+            rows = self.db.query(
+                "SELECT title, source, metadata, content_hash, updated FROM documents"
+                " WHERE collection_id = ? AND doc_id = ?",
+                (coll.id, doc_id),
+            )
+            if not rows:
+                raise NotFound(f"no document '{doc_id}' in '{name}'", param="document_id")
+            chunks = self.db.query(
+                "SELECT position, heading, text FROM chunks WHERE collection_id = ? AND doc_id = ?"
+                " ORDER BY position",
+                (coll.id, doc_id),
+            )
+        title, source, metadata, digest, updated = rows[0]
+        return {
+            "id": doc_id,
+            "title": title,
+            "source": source,
+            "metadata": json.loads(metadata),
+            "content_hash": digest,
+            "updated": updated,
+            "chunks": [{"chunk": c[0], "heading": c[1], "text": c[2]} for c in chunks],
+        }
+
+
+def _body(heading: str, text: str) -> str:
+    """A chunk's FTS ``body`` column (as ``store.insert_chunks`` writes it)."""
+    return f"{heading}\n{text}" if heading else text

@@ -1,0 +1,242 @@
+"""Hybrid search over one collection: BM25 (in memory, FTS5 for phrases) and exact vector
+search, fused. A mixin of ``KnowledgeBase``: searches read the indexes under the same lock
+the commit-and-swap step takes, so a reader sees a document entirely old or entirely new."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from strata.core.embeddings import Embedder
+from strata.core.errors import InvalidRequest
+from strata.features.knowledge import fusion
+from strata.features.knowledge import store as sql
+from strata.features.knowledge.bm25 import KeywordIndex
+from strata.features.knowledge.documents import Hit
+from strata.features.knowledge.locks import RWLock
+from strata.features.knowledge.settings import KnowledgeSettings
+from strata.features.knowledge.store import Collection
+from strata.features.knowledge.vectors import VectorIndex
+
+MODES = ("hybrid", "bm25", "vector")
+
+
+class SearchMixin:
+    settings: KnowledgeSettings
+    embedder: Embedder
+    lock: RWLock
+    _keywords: dict[int, KeywordIndex]
+    _query_vectors: OrderedDict[str, Any]
+    _query_lock: threading.Lock
+
+    def collection(self, tenant: str, name: str) -> Collection:
+        raise NotImplementedError
+
+    def _reader(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    def _index(self, coll: Collection) -> VectorIndex:
+        raise NotImplementedError
+
+    # search --------------------------------------------------------------------------------
+
+    def search(
+        self,
+        tenant: str,
+        name: str,
+        query: str,
+        top_k: int = 10,
+        mode: str = "hybrid",
+        filters: dict[str, Any] | None = None,
+        per_document: bool = False,
+        query_vector: Any = None,
+    ) -> list[Hit]:
+        """The ``top_k`` best chunks (or documents' best chunks with ``per_document``).
+        ``query_vector`` skips embedding the query (a caller that already has it)."""
+        if mode not in MODES:
+            raise InvalidRequest(f"mode must be one of {', '.join(MODES)}", param="mode")
+        if not query.strip():
+            raise InvalidRequest("the query is empty", param="query")
+        coll = self.collection(tenant, name)
+        vector = query_vector
+        if vector is None and mode != "bm25":
+            vector = self._embed_query(query)
+        depth = max(self.settings.candidates, top_k * (3 if per_document else 1))
+        with self.lock.read():
+            conn = self._reader()
+            index = self._index(coll)
+            allowed = self._allowed(conn, coll, filters) if filters else None
+            keyword = (
+                self._keyword(conn, coll, query, depth, filters, allowed)
+                if mode != "vector"
+                else []
+            )
+            dense = (
+                index.search(vector, depth, allowed)
+                if vector is not None and mode != "bm25"
+                else []
+            )
+            if per_document:
+                owners = self._owners(conn, [i for i, _ in keyword] + [i for i, _ in dense])
+                shown: dict[str, int] = {}  # one chunk id per document, so fusion meets it once
+                dense = _best_per_doc(dense, owners, shown)
+                keyword = _best_per_doc(keyword, owners, shown)
+            ranked: Sequence[tuple[int, float]]
+            if mode == "bm25":
+                ranked = keyword
+            elif mode == "vector":
+                ranked = dense
+            else:
+                s = self.settings
+                ranked = fusion.fuse(s.fusion, keyword, dense, s.vector_weight, s.rrf_k)
+            top = list(ranked[:top_k])
+            return self._hits(conn, top, index, vector)
+
+    def _embed_query(self, query: str) -> Any:
+        with self._query_lock:
+            vector = self._query_vectors.get(query)
+            if vector is not None:
+                self._query_vectors.move_to_end(query)
+                return vector
+        vector = self.embedder.embed([query])[0]
+        vector.flags.writeable = False  # shared between searches
+        with self._query_lock:
+            self._query_vectors[query] = vector
+            while len(self._query_vectors) > 1024:
+                self._query_vectors.popitem(last=False)
+        return vector
+
+    def _allowed(
+        self, conn: sqlite3.Connection, coll: Collection, filters: dict[str, Any]
+    ) -> list[int]:
+        params: list[Any] = [coll.id]
+        where = sql.filter_sql(filters, params)
+        rows = conn.execute(
+            "SELECT c.id FROM chunks c JOIN documents d"
+            " ON d.collection_id = c.collection_id AND d.doc_id = c.doc_id"
+            f" WHERE c.collection_id = ? AND {where}",
+            params,
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def _keyword(
+        self,
+        conn: sqlite3.Connection,
+        coll: Collection,
+        query: str,
+        depth: int,
+        filters: dict[str, Any] | None,
+        allowed: list[int] | None,
+    ) -> list[tuple[int, float]]:
+        """BM25 from the in-memory index; through FTS5 only for a query word that FTS5 splits
+        into several tokens (``il_6``: a phrase, which the postings do not model)."""
+        keywords = self._keywords[coll.id]
+        max_df = self.settings.keyword_max_df
+        prune = None if max_df >= 1.0 else (lambda t: keywords.prune(t, max_df))
+        words = fusion.query_terms(query, prune)
+        if not words:
+            return []
+        tokens = [keywords.tokens.term(w) for w in words]
+        if all(len(t) == 1 for t in tokens):
+            return keywords.search(
+                [t[0] for t in tokens], depth, self.settings.title_weight, allowed
+            )
+        return self._keyword_fts(conn, coll, " OR ".join(f'"{w}"' for w in words), depth, filters)
+
+    def _keyword_fts(
+        self,
+        conn: sqlite3.Connection,
+        coll: Collection,
+        terms: str,
+        depth: int,
+        filters: dict[str, Any] | None,
+    ) -> list[tuple[int, float]]:
+        """FTS5's own ``bm25()`` (the durable index; also the reference the tests compare
+        the in-memory scores with)."""
+        params: list[Any] = [self.settings.title_weight, f"coll:{coll.token} AND ({terms})"]
+        join = where = ""
+        if filters:
+            join = (
+                " JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d"
+                " ON d.collection_id = c.collection_id AND d.doc_id = c.doc_id"
+            )
+            where = " AND " + sql.filter_sql(filters, params)
+        params.append(depth)
+        rows = conn.execute(
+            "SELECT chunks_fts.rowid, bm25(chunks_fts, 0.0, ?, 1.0) AS s FROM chunks_fts"
+            f"{join} WHERE chunks_fts MATCH ?{where} ORDER BY s LIMIT ?",
+            params,
+        ).fetchall()
+        return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def _owners(self, conn: sqlite3.Connection, ids: list[int]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), 500):
+            part = unique[start : start + 500]
+            marks = ", ".join("?" for _ in part)
+            rows = conn.execute(f"SELECT id, doc_id FROM chunks WHERE id IN ({marks})", part)
+            out.update({int(r[0]): r[1] for r in rows})
+        return out
+
+    def _hits(
+        self,
+        conn: sqlite3.Connection,
+        top: list[tuple[int, float]],
+        index: VectorIndex,
+        vector: Any,
+    ) -> list[Hit]:
+        if not top:
+            return []
+        marks = ", ".join("?" for _ in top)
+        rows = conn.execute(
+            "SELECT c.id, c.doc_id, d.title, c.heading, c.text, c.position, d.source, d.metadata"
+            " FROM chunks c JOIN documents d"
+            " ON d.collection_id = c.collection_id AND d.doc_id = c.doc_id"
+            f" WHERE c.id IN ({marks})",
+            [i for i, _ in top],
+        ).fetchall()
+        by_id = {int(r[0]): r for r in rows}
+        hits = []
+        for chunk_id, score in top:
+            r = by_id.get(chunk_id)
+            if r is None:
+                continue
+            similarity = None
+            stored = index.vector(chunk_id)
+            if vector is not None and stored is not None:
+                similarity = float(stored @ vector)
+            hits.append(
+                Hit(
+                    chunk_id,
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    score,
+                    similarity,
+                    r[6],
+                    json.loads(r[7]),
+                )
+            )
+        return hits
+
+
+def _best_per_doc(
+    ranking: list[tuple[int, float]], owners: dict[int, str], shown: dict[str, int]
+) -> list[tuple[int, float]]:
+    """Each document once, at its best chunk's rank (a document ranks by its best passage),
+    named by the chunk ``shown`` picked for it first."""
+    seen: set[str] = set()
+    out = []
+    for chunk_id, score in ranking:
+        doc = owners.get(chunk_id)
+        if doc is not None and doc not in seen:
+            seen.add(doc)
+            out.append((shown.setdefault(doc, chunk_id), score))
+    return out

@@ -1,0 +1,54 @@
+"""The knowledge feature's settings section (``[knowledge]`` in the TOML file)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from strata.core.settings import MINILM_REPO
+
+
+class KnowledgeSettings(BaseModel):
+    """The knowledge base (``strata.features.knowledge``): chunking, embedding, search and
+    grounding."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedder: str = Field(
+        "minilm", description="Embedder kind: minilm (sentence-transformers) or hash (tests)"
+    )
+    embedding_model: str = Field(
+        MINILM_REPO, description="Model for the minilm embedder: a path or a Hugging Face repo id"
+    )
+    embed_batch: int = Field(64, ge=1, description="Texts per embedding batch")
+    embed_max_tokens: int | None = Field(
+        None,
+        ge=16,
+        description="Embed only a chunk's first N tokens (default: the model's window); the"
+        " keyword index still covers all of it. Trades vector recall for ingest speed on CPU",
+    )
+    chunk_tokens: int = Field(200, ge=16, le=512, description="Token budget of one chunk")
+    chunk_overlap: int = Field(32, ge=0, description="Tokens carried over between chunks")
+    title_weight: float = Field(2.0, ge=0, description="BM25 weight of the title field")
+    fusion: Literal["rrf", "convex"] = Field(
+        "convex", description="How keyword and vector fuse (tuned on SciFact: convex)"
+    )
+    vector_weight: float = Field(
+        0.4, ge=0, le=1, description="Share of the vector ranking in fusion (keyword: the rest)"
+    )
+    rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant")
+    candidates: int = Field(100, ge=1, description="Hits taken from each ranking before fusion")
+    keyword_max_df: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Drop query words found in more than this share of chunks (speed at scale)",
+    )
+    top_k: int = Field(4, ge=1, le=50, description="Passages put in a grounded prompt")
+    min_evidence: float = Field(
+        0.61,
+        description="Best passage cosine below which a grounded answer abstains (calibrated on"
+        " SciFact by bench/retrieval.py: the cut with the best balanced accuracy)",
+    )
+    ingest_batch: int = Field(32, ge=1, description="Documents per acknowledged ingest commit")
