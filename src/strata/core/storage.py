@@ -1,4 +1,9 @@
-"""One SQLite database file per component (ledger, knowledge, dialogue, ...), migrated as code.
+"""Durable state behind one contract, ``Repository``: what a feature's store needs from a
+database (transactions, queries, a way off the event loop), with that feature's own
+migrations. ``Database`` is the SQLite implementation, the embedded default; a PostgreSQL one
+implements the same protocol. Features open theirs with ``open_repository``.
+
+One SQLite database file per component (ledger, knowledge, dialogue, ...), migrated as code.
 
 Why one file per component: their write patterns differ (a ledger row per request, bulk
 ingests, chat turns) and SQLite serialises writers per file, so separate files keep a large
@@ -16,10 +21,10 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from strata.core.errors import ConfigError
 
@@ -30,6 +35,25 @@ T = TypeVar("T")
 class Migration:
     version: int
     apply: str | Callable[[sqlite3.Connection], None]
+
+
+class Repository(Protocol):
+    """A feature's database. ``transaction`` commits durably when the block ends (what
+    "acknowledged" means everywhere in strata) or rolls back if it raises; ``run`` moves a
+    synchronous call off the event loop."""
+
+    def transaction(self) -> AbstractContextManager[Any]: ...
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]: ...
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    def close(self) -> None: ...
+
+
+def open_repository(path: Path | str, component: str, migrations: Sequence[Migration]) -> Database:
+    """The feature ``component``'s repository at ``path``, migrated to its latest version."""
+    return Database(path, component, migrations)
 
 
 class Database:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from strata.core.errors import InvalidRequest, NotFound
-from strata.core.storage import Database, Migration
+from strata.core.storage import Migration, open_repository
 
 MIGRATIONS = [
     Migration(
@@ -90,7 +90,7 @@ class Example:
 
 class AppStore:
     def __init__(self, path: Path | str) -> None:
-        self.db = Database(path, "apps", MIGRATIONS)
+        self.db = open_repository(path, "apps", MIGRATIONS)
 
     def close(self) -> None:
         self.db.close()

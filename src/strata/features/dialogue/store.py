@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from strata.core.errors import InvalidRequest, NotFound
-from strata.core.storage import Database, Migration
+from strata.core.storage import Migration, open_repository
 
 ROLES = ("user", "assistant")
 
@@ -156,7 +156,7 @@ class SessionStore:
     """Synchronous on purpose (SQLite is); async callers go through ``db.run``."""
 
     def __init__(self, path: Path | str) -> None:
-        self.db = Database(path, "dialogue", MIGRATIONS)
+        self.db = open_repository(path, "dialogue", MIGRATIONS)
 
     def close(self) -> None:
         self.db.close()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from strata.core.embeddings import Embedder, create_embedder
 from strata.core.errors import InvalidRequest, NotFound
-from strata.core.storage import Database
+from strata.core.storage import open_repository
 from strata.features.knowledge import store as sql
 from strata.features.knowledge.bm25 import KeywordIndex
 from strata.features.knowledge.chunking import chunk_blocks
@@ -52,7 +52,7 @@ class KnowledgeBase(SearchMixin):
     ) -> None:
         self.settings = settings
         self.embedder = embedder if embedder is not None else create_embedder(settings)
-        self.db = Database(home / "knowledge.db", "knowledge", sql.MIGRATIONS)
+        self.db = open_repository(home / "knowledge.db", "knowledge", sql.MIGRATIONS)
         self.lock = RWLock()
         self._load_lock = threading.Lock()
         self._indexes: dict[int, VectorIndex] = {}

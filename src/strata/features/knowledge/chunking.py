@@ -15,7 +15,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from strata.core.embeddings import word_count
 from strata.features.knowledge.parsers import Block
+
+__all__ = ["ChunkText", "chunk_blocks", "sentences", "word_count"]
 
 Counter = Callable[[str], int]
 
@@ -110,6 +113,3 @@ def chunk_blocks(
     return chunks
 
 
-def word_count(text: str) -> int:
-    """A tokenizer stand-in (the hashing embedder's): about 1.3 tokens per word."""
-    return max(1, round(len(text.split()) * 1.3)) if text.strip() else 0

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from strata.core.storage import Database, Migration
+from strata.core.storage import Migration, open_repository
 from strata.core.turn import TurnCompleted
 
 MIGRATIONS = [
@@ -56,7 +56,7 @@ MIGRATIONS = [
 
 class Ledger:
     def __init__(self, path: Path | str) -> None:
-        self.db = Database(path, "ledger", MIGRATIONS)
+        self.db = open_repository(path, "ledger", MIGRATIONS)
 
     def record(self, row: dict[str, Any]) -> None:
         columns = ", ".join(row)
