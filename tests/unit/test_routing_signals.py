@@ -212,10 +212,9 @@ def test_parse_time() -> None:
 
 
 def test_local_price_comes_from_measured_compute(tmp_path: Path) -> None:
-    from strata.core.pricing import CostMeter
-
     from strata.core.engine import Engine, Timings
     from strata.core.models.base import Usage
+    from strata.core.pricing import CostMeter
     from strata.core.settings import ModelSpec, Settings
 
     settings = Settings(

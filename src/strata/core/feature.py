@@ -68,9 +68,13 @@ _extra: dict[str, Feature] = {}
 
 
 def register_feature(feature: Feature) -> None:
-    """Add a feature by hand (tests, or a program embedding strata); entry points need none."""
+    """Add a feature by hand (tests, or a program embedding strata); entry points need none.
+    ``Settings`` is assembled anew on next use, with the feature's sections."""
+    from strata.core.settings import forget_settings_class
+
     _extra[feature.name] = feature
     installed_features.cache_clear()
+    forget_settings_class()
 
 
 @cache

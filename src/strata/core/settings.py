@@ -217,6 +217,12 @@ def settings_class() -> type[CoreSettings]:
 
 _SETTINGS: type[CoreSettings] | None = None
 
+
+def forget_settings_class() -> None:
+    """Assemble ``Settings`` anew on next use (a feature was registered by hand)."""
+    global _SETTINGS  # noqa: PLW0603
+    _SETTINGS = None
+
 if TYPE_CHECKING:
     Settings = CoreSettings
 else:
