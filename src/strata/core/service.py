@@ -176,13 +176,14 @@ class ChatService:
         await self.after(turn, result)
         return result
 
-    async def stream(self, turn: Turn, n: int = 1) -> TurnStream:
+    async def stream(self, turn: Turn, n: int = 1, *, hangup: Hangup | None = None) -> TurnStream:
         """The turn as a stream of ``(choice index, chunk)``; the layers' ``before`` and the
-        first chunk are awaited here, so errors up to the first token raise at once."""
+        first chunk are awaited here, so errors up to the first token raise at once. A stream
+        a layer may rewrite is generated whole first (``hangup`` stops it), then replayed."""
         result = self.start(turn)
         await self.before(turn, result)
         if turn.buffer_output:
-            return TurnStream(self._replay(await self._finish(turn, result, n, None)), result)
+            return TurnStream(self._replay(await self._finish(turn, result, n, hangup)), result)
         stream = self._live(turn, result, n)
         first = await prime(stream)
         return TurnStream(_prepend(first, stream), result)

@@ -223,6 +223,7 @@ def forget_settings_class() -> None:
     global _SETTINGS  # noqa: PLW0603
     _SETTINGS = None
 
+
 if TYPE_CHECKING:
     Settings = CoreSettings
 else:

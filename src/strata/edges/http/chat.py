@@ -46,7 +46,7 @@ async def chat_completions(
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     try:
         if body.stream:
-            stream = await service.stream(turn, body.n)
+            stream = await service.stream(turn, body.n, hangup=partial(disconnected, request))
             metrics.observe_request("chat", body.model, 200)
             return ClosingStreamingResponse(_events(turn, stream, include_usage))
         result = await service.run(turn, body.n, hangup=partial(disconnected, request))

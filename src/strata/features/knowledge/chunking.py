@@ -111,5 +111,3 @@ def chunk_blocks(
             used += unit.tokens
     emit()
     return chunks
-
-
