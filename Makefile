@@ -22,12 +22,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-# Built once per venv with LLAMA_CMAKE_ARGS, never from pip's wheel cache (its key ignores the
-# build flags, so a cached -march=native wheel would come back).
-llama_stamp := $(VENV)/.llama-$(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
+# Built with LLAMA_CMAKE_ARGS into a wheel kept under a key that includes those flags (pip's own
+# wheel cache ignores them, so a cached -march=native build would come back); a new venv on
+# the same machine installs that wheel in seconds instead of compiling for ten minutes.
+llama_key := $(LLAMA_VERSION)-$(shell echo '$(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
+LLAMA_WHEELS ?= $(HOME)/.cache/strata/llama-cpp-python-$(llama_key)
+llama_stamp := $(VENV)/.llama-$(llama_key)
 $(llama_stamp): | $(BIN)/python
-	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(PIP) install --quiet --no-cache-dir --force-reinstall \
-		--no-deps 'llama-cpp-python==$(LLAMA_VERSION)'
+	ls $(LLAMA_WHEELS)/*.whl >/dev/null 2>&1 || CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(PIP) wheel \
+		--quiet --no-cache-dir --no-deps -w $(LLAMA_WHEELS) 'llama-cpp-python==$(LLAMA_VERSION)'
+	$(PIP) install --quiet --force-reinstall --no-deps $(LLAMA_WHEELS)/*.whl
 	touch $@
 
 install: $(llama_stamp)  ## strata + llama.cpp + all bundled offline models
