@@ -41,6 +41,7 @@ class Keys:
         kernel.service.add_gate(self.limits)
 
     async def shutdown(self) -> None:
+        await self.limits.writer.flush()
         await self.cache.close()
         self.store.close()
 

@@ -23,11 +23,18 @@ per-message overhead), so it holds without a tokenizer at hand; a request withou
 is the dearest served model's, since which tiers will run is not known yet.
 
 The windows and reservations are per process; spending is shared through the store, read
-when a process first meets a key in a budget period.
+when a process first meets a key in a budget period. Settled spending is written by a
+``SpendWriter`` in the background, everything that settled meanwhile in one transaction,
+so a request with a budget costs no extra disk sync on its way out (the ledger's row, the
+durable account of the request, is still written before the response completes); a crash
+can lose the last moments' spending from the next process's starting figure, never a
+ledger row.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -43,6 +50,7 @@ from strata.features.keys.registry import KeyCache
 from strata.features.keys.store import KeyStore
 
 WINDOW_S = 60.0
+log = logging.getLogger("strata.keys")
 
 
 @dataclass
@@ -85,6 +93,7 @@ class KeyLimits:
         self.costs = costs
         self.answer_tokens = answer_tokens
         self.states: dict[str, KeyState] = {}
+        self.writer = SpendWriter(store)
 
     # ---- the Gate ----
 
@@ -232,8 +241,47 @@ class KeyPass:
             return
         if state.period_start == self.period_start:
             state.spent_usd += usd
-        store = self.limits.store
-        await store.db.run(store.add_spend, self.record.id, self.period_start, usd)
+        self.limits.writer.add(self.record.id, self.period_start, usd)
+
+
+class SpendWriter:
+    """Writes settled spending to the store off the request path: one background flush at a
+    time, each a single transaction for everything settled since the last."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self.pending: dict[tuple[str, float], tuple[float, int]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, key_id: str, period_start: float, usd: float) -> None:
+        usd_so_far, requests = self.pending.get((key_id, period_start), (0.0, 0))
+        self.pending[(key_id, period_start)] = (usd_so_far + usd, requests + 1)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, {}
+                try:
+                    await self.store.db.run(self.store.add_spend, batch)
+                except Exception as exc:  # keep it for the next flush rather than lose it
+                    log.warning("could not record spending: %s", exc)
+                    for where, (usd, requests) in batch.items():
+                        usd_so_far, count = self.pending.get(where, (0.0, 0))
+                        self.pending[where] = (usd_so_far + usd, count + requests)
+                    await asyncio.sleep(1.0)
+        finally:
+            self._task = None
+
+    async def flush(self) -> None:
+        """Wait until everything settled so far is in the store."""
+        task = self._task
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
+            await asyncio.shield(task)
+        if self.pending:  # a flush that failed, or no loop ran one
+            batch, self.pending = self.pending, {}
+            await self.store.db.run(self.store.add_spend, batch)
 
 
 def _prompt_tokens(gen: GenerationRequest) -> int:

@@ -55,6 +55,7 @@ async def create_key(body: KeyCreate, request: Request, who: CallerDep) -> dict[
 @router.get("/keys", summary="List the issued keys (admin)")
 async def list_keys(request: Request, who: CallerDep) -> dict[str, Any]:
     keys = _keys(request, who)
+    await keys.limits.writer.flush()  # what has settled, in the figures
 
     def listing() -> list[dict[str, Any]]:
         now = time.time()

@@ -7,8 +7,8 @@ a partial unique index).
 running server compares it, about once a second, to notice keys another process (``strata
 keys create`` with no server involved) added or revoked, and reloads its in-memory copy.
 
-``spend`` has one row per key and budget period, incremented when a request settles, in a
-transaction that commits before the response completes: a restart forgets no spending.
+``spend`` has one row per key and budget period, incremented as requests settle (in the
+background, batched: ``strata.features.keys.limits.SpendWriter``).
 """
 
 from __future__ import annotations
@@ -139,14 +139,17 @@ class KeyStore:
         )
         return float(rows[0][0]) if rows else 0.0
 
-    def add_spend(self, key_id: str, period_start: float, usd: float) -> None:
+    def add_spend(self, spent: dict[tuple[str, float], tuple[float, int]]) -> None:
+        """Add ``{(key id, period start): (usd, requests)}`` in one transaction."""
         with self.db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO spend (key_id, period_start, usd, requests) VALUES (?, ?, ?, 1)"
-                " ON CONFLICT (key_id, period_start) DO UPDATE SET"
-                " usd = spend.usd + excluded.usd, requests = spend.requests + 1",
-                (key_id, period_start, usd),
-            )
+            for (key_id, period_start), (usd, requests) in spent.items():
+                conn.execute(
+                    "INSERT INTO spend (key_id, period_start, usd, requests) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (key_id, period_start) DO UPDATE SET"
+                    " usd = spend.usd + excluded.usd,"
+                    " requests = spend.requests + excluded.requests",
+                    (key_id, period_start, usd, requests),
+                )
 
     def describe(self, record: KeyRecord, now: float) -> dict[str, Any]:
         """A key as listed: its public record and, with a budget, this period's spending."""
