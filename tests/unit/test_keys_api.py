@@ -90,6 +90,9 @@ def test_keys_rest_is_for_admins_and_a_key_is_shown_once(server: LiveServer) -> 
         assert [k["id"] for k in listed] == [made["id"]]
         assert "key" not in listed[0] and "digest" not in listed[0]
         assert listed[0]["spent_usd"] == 0.0 and listed[0]["resets_at"] > time.time()
+        sdk = openai.OpenAI(base_url=server.url, api_key=made["key"], max_retries=0)
+        with pytest.raises(openai.PermissionDeniedError):
+            sdk.get("/keys", cast_to=object)
         bad = admin.post("/v1/keys", json={"name": "x", "rpm": 0})
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "rpm"
         assert admin.delete("/v1/keys/nobody").status_code == 404

@@ -116,3 +116,10 @@ def test_the_commands_against_a_server_need_an_admin_key(tmp_path: Path) -> None
         denied = CliRunner().invoke(main, ["keys", "list", *url, "--key", "user"])
         assert denied.exit_code == 1 and "admin key" in denied.stderr
         assert invoke("keys", "revoke", "carol", *url, "--key", "root").exit_code == 0
+
+
+def test_in_process_commands_still_work_once_keys_exist(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    assert invoke("keys", "create", "--name", "dora", "--home", home).exit_code == 0
+    listed = invoke("template", "list", "--json", "--home", home)  # the app, in-process
+    assert listed.exit_code == 0 and json.loads(listed.stdout)
