@@ -181,7 +181,7 @@ class KeyLimits:
         if committed + estimate.usd <= record.budget_usd:
             return
         raise QuotaExceeded(
-            f"Key '{record.name}' has used its {ADJECTIVE[record.period]} budget of "
+            f"Key '{record.name}' is out of its {ADJECTIVE[record.period]} budget of "
             f"${record.budget_usd:.2f}: ${state.spent_usd:.4f} spent and "
             f"${state.reserved_usd:.4f} held by requests still running, and this request may "
             f"cost up to ${estimate.usd:.4f}. The budget resets at {iso(resets)}.",
