@@ -9,8 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner, Result
 
+from strata.core.cli import make_settings
 from strata.core.engine import Engine
 from strata.core.settings import Settings
 from strata.edges.cli.main import main
@@ -96,6 +98,10 @@ def test_keys_changed_by_the_cli_reach_a_running_server(tmp_path: Path) -> None:
         token = key.stdout.splitlines()[0]
         assert eventually(lambda: status(None) == 401)  # auth is on
         assert status(token) == 200
+        home = ["--home", str(settings.home)]
+        (listed,) = json.loads(invoke("keys", "list", "--json", *home).stdout)
+        usage = json.loads(invoke("usage", "--tenant", listed["tenant"], "--json", *home).stdout)
+        assert usage["requests"] == 1  # the request made with the key, billed to its tenant
         invoke("keys", "revoke", "bob", "--home", str(settings.home))
         assert eventually(lambda: status(token) == 401)
         refused = http.post(
@@ -123,3 +129,12 @@ def test_in_process_commands_still_work_once_keys_exist(tmp_path: Path) -> None:
     assert invoke("keys", "create", "--name", "dora", "--home", home).exit_code == 0
     listed = invoke("template", "list", "--json", "--home", home)  # the app, in-process
     assert listed.exit_code == 0 and json.loads(listed.stdout)
+
+
+def test_admin_keys_come_from_a_flag_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert "--admin-key" in invoke("serve", "--help").stdout
+    assert make_settings(None, (), admin_keys=("a", "b")).admin_keys == ["a", "b"]
+    monkeypatch.setenv("STRATA_ADMIN_KEYS", '["env-admin"]')
+    assert make_settings(None, ()).admin_keys == ["env-admin"]

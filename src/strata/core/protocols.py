@@ -108,5 +108,6 @@ class KeyRegistry(Protocol):
         ...
 
     async def identify(self, token: str) -> Caller | None:
-        """The caller an issued, unrevoked key stands for; ``None`` for any other token."""
+        """The caller an issued, unrevoked key stands for; ``None`` for any other token.
+        Raises ``AuthenticationFailed`` for a revoked key, so the 401 can say so."""
         ...
