@@ -96,3 +96,5 @@ def test_a_stream_settles_when_it_ends_or_is_abandoned(engine: Engine) -> None:
     assert len(gate.settled) == 1 and gate.settled[0][0].usage.completion_tokens == 3
     asyncio.run(abandoned())
     assert len(gate.settled) == 2
+    (partial,) = gate.settled[1]  # billed for what it generated before the client left
+    assert partial.usage.completion_tokens == 1 and partial.cost == 0.5

@@ -13,7 +13,8 @@ Admission runs on the event loop with nothing but memory, before any model does:
 
 Settling replaces the reservation with the actual: the priced cost of every generation the
 request caused (``Generation.cost``, local compute included) and its tokens. A request that
-failed before generating settles with nothing and so only releases what it held. Since
+failed before generating settles with nothing and so only releases what it held; one whose
+client left mid-stream settles with what it generated (the engine bills the pieces sent). Since
 every admission sees every running request's reservation, a burst cannot spend more than
 the budget by more than what those requests cost beyond their estimates.
 
