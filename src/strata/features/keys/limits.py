@@ -266,12 +266,12 @@ class SpendWriter:
                 batch, self.pending = self.pending, {}
                 try:
                     await self.store.db.run(self.store.add_spend, batch)
-                except Exception as exc:  # keep it for the next flush rather than lose it
+                except Exception as exc:  # kept for the next request's flush, not lost
                     log.warning("could not record spending: %s", exc)
                     for where, (usd, requests) in batch.items():
                         usd_so_far, count = self.pending.get(where, (0.0, 0))
                         self.pending[where] = (usd_so_far + usd, count + requests)
-                    await asyncio.sleep(1.0)
+                    return
         finally:
             self._task = None
 
