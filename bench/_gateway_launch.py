@@ -40,7 +40,23 @@ def start_direct(group: ProcessGroup, target: Slot) -> None:
     )
 
 
-def start_strata(group: ProcessGroup, target: Slot, backend_url: str, work: Path) -> None:
+def issue_key(home: Path, *limits: str) -> str:
+    """A key issued by ``strata keys create`` into ``home`` before its server starts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
+    argv = [sys.executable, "-m", "strata", "keys", "create", "--name", "bench", *limits]
+    done = subprocess.run(
+        [*argv, "--home", str(home)], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"strata keys create failed: {done.stderr.strip()[-300:]}")
+    return done.stdout.splitlines()[0]
+
+
+def start_strata(
+    group: ProcessGroup, target: Slot, backend_url: str, work: Path, name: str = "strata"
+) -> None:
+    """``strata serve`` in front of the canned backend, its state in ``work/<name>-home``
+    (where ``issue_key`` may have put a key first)."""
     config = work / "strata.toml"
     config.write_text(
         "bundled_models = false\n"
@@ -51,11 +67,11 @@ def start_strata(group: ProcessGroup, target: Slot, backend_url: str, work: Path
         "max_concurrency = 64\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
-    env["STRATA_HOME"] = str(work / "strata-home")
+    env["STRATA_HOME"] = str(work / f"{name}-home")
     target.port = free_port()
     argv = [sys.executable, "-m", "strata", "serve", "--config", str(config)]
     argv += ["--port", str(target.port), "--log-level", "warning"]
-    target.process = group.start("strata", argv, env=env)
+    target.process = group.start(name, argv, env=env)
     wait_http(
         f"http://{HOST}:{target.port}/health", target.process, timeout_s=READY_TIMEOUT_S["strata"]
     )

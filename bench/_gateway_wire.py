@@ -177,10 +177,10 @@ def _serve_passthrough(port: int, upstream: str) -> None:
 # ---- the raw load generator ----------------------------------------------------------------
 
 
-def _raw_request(port: int) -> bytes:
+def _raw_request(port: int, authorization: str) -> bytes:
     head = (
         f"POST {CHAT_PATH} HTTP/1.1\r\nhost: {HOST}:{port}\r\n"
-        f"content-type: application/json\r\nauthorization: {HEADERS['authorization']}\r\n"
+        f"content-type: application/json\r\nauthorization: {authorization}\r\n"
         f"content-length: {len(BODY_BYTES)}\r\n\r\n"
     )
     return head.encode() + BODY_BYTES
@@ -204,10 +204,12 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return status, b"\r\nconnection: close" not in head
 
 
-async def throughput(port: int, concurrency: int, seconds: float) -> tuple[int, int, float]:
+async def throughput(
+    port: int, concurrency: int, seconds: float, authorization: str = HEADERS["authorization"]
+) -> tuple[int, int, float]:
     """``concurrency`` keep-alive connections, each sending its next request as soon as the
     last one is answered, for ``seconds``; (answered 200, other answers, elapsed seconds)."""
-    request = _raw_request(port)
+    request = _raw_request(port, authorization)
     ok = bad = 0
     connections = [await asyncio.open_connection(HOST, port) for _ in range(concurrency)]
 

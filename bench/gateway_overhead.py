@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ from _common import (
 )
 from _gateway_launch import (
     LITELLM_VENV,
+    issue_key,
     start_direct,
     start_litellm,
     start_passthrough,
@@ -64,6 +66,18 @@ from _gateway_launch import (
 from _gateway_wire import BODY_BYTES, CHAT_PATH, HEADERS, HOST, run_async, throughput
 
 TARGETS = ("direct", "strata", "litellm", "passthrough")
+KEY_TARGETS = ("strata-key", "strata-limits")
+LIMITS = (
+    "--budget-usd",
+    "1000000",
+    "--period",
+    "day",
+    "--rpm",
+    "100000000",
+    "--tpm",
+    "1000000000000",
+)
+MAX_KEY_ADDED_P50_MS = 0.1
 CONCURRENCY = 16
 MAX_STRATA_ADDED_P50_MS = 1.5
 MIN_STRATA_VS_LITELLM_RPS = 4.0
@@ -95,6 +109,7 @@ class Target:
     p99_ms: list[float] = field(default_factory=list)
     rps: list[float] = field(default_factory=list)
     errors: int = 0
+    authorization: str = HEADERS["authorization"]
 
     @property
     def url(self) -> str:
@@ -102,7 +117,8 @@ class Target:
 
     def http(self) -> httpx.Client:
         if self.client is None:
-            self.client = httpx.Client(headers=HEADERS, timeout=30.0)
+            headers = {**HEADERS, "authorization": self.authorization}
+            self.client = httpx.Client(headers=headers, timeout=30.0)
         return self.client
 
     def result(self) -> dict[str, Any]:
@@ -152,8 +168,10 @@ def latency_c1(target: Target, requests: int, warmup: int) -> list[float]:
 
 def rps_c16(target: Target, seconds: float, warmup_s: float) -> float:
     if warmup_s > 0:
-        run_async(throughput(target.port, CONCURRENCY, warmup_s))
-    ok, bad, elapsed = run_async(throughput(target.port, CONCURRENCY, seconds))
+        run_async(throughput(target.port, CONCURRENCY, warmup_s, target.authorization))
+    ok, bad, elapsed = run_async(
+        throughput(target.port, CONCURRENCY, seconds, target.authorization)
+    )
     target.errors += bad
     if ok == 0:
         raise RuntimeError(f"no successful answers at concurrency {CONCURRENCY} ({bad} errors)")
@@ -161,7 +179,7 @@ def rps_c16(target: Target, seconds: float, warmup_s: float) -> float:
 
 
 def summarize(targets: dict[str, Target], meta: dict[str, Any]) -> dict[str, Any]:
-    results: dict[str, Any] = {name: targets[name].result() for name in TARGETS}
+    results: dict[str, Any] = {name: target.result() for name, target in targets.items()}
 
     def value(name: str, key: str) -> float | None:
         entry = results[name]
@@ -186,6 +204,15 @@ def summarize(targets: dict[str, Target], meta: dict[str, Any]) -> dict[str, Any
         "latency_met": None if added is None else added <= MAX_STRATA_ADDED_P50_MS,
         "throughput_met": None if ratio is None else ratio >= MIN_STRATA_VS_LITELLM_RPS,
     }
+    if "strata-key" in targets:
+        strata_p50 = value("strata", "p50_ms")
+        for name in KEY_TARGETS:
+            results[f"{name}_added_p50_ms"] = diff(value(name, "p50_ms"), strata_p50)
+        key_added = results["strata-key_added_p50_ms"]
+        results["targets"]["key_added_p50_ms_max"] = MAX_KEY_ADDED_P50_MS
+        results["targets"]["key_met"] = (
+            None if key_added is None else key_added <= MAX_KEY_ADDED_P50_MS
+        )
     results["meta"] = meta
     return results
 
@@ -196,7 +223,8 @@ def print_table(console: Console, results: dict[str, Any]) -> None:
     for column in columns:
         table.add_column(column, justify="left" if column == "target" else "right")
     direct, litellm = results["direct"], results["litellm"]
-    for name in TARGETS:
+    names = [name for name in (*TARGETS, *KEY_TARGETS) if name in results]
+    for name in names:
         entry = results[name]
         if "error" in entry:
             table.add_row(name, "error", "-", "-", "-", "-")
@@ -212,7 +240,7 @@ def print_table(console: Console, results: dict[str, Any]) -> None:
             ratio,
         )
     console.print(table)
-    for name in TARGETS:
+    for name in names:
         if "error" in results[name]:
             console.print(f"[red]{name}: {results[name]['error']}[/red]")
     goals = results["targets"]
@@ -233,6 +261,15 @@ def print_table(console: Console, results: dict[str, Any]) -> None:
         f"strata serves {ratio_text} LiteLLM's requests/s at c{CONCURRENCY} "
         f"(target >= {MIN_STRATA_VS_LITELLM_RPS:g}x): {verdict(goals['throughput_met'])}"
     )
+    for name in KEY_TARGETS:
+        added = results.get(f"{name}_added_p50_ms")
+        if f"{name}_added_p50_ms" in results:
+            shown = "n/a" if added is None else f"{added:+.3f} ms"
+            goal = f" (target <= {MAX_KEY_ADDED_P50_MS} ms): {verdict(goals['key_met'])}"
+            console.print(
+                f"{name} adds {shown} p50 over strata without auth"
+                + (goal if name == "strata-key" else "")
+            )
 
 
 # ---- main --------------------------------------------------------------------------------
@@ -249,6 +286,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM row")
+    parser.add_argument(
+        "--keys", action="store_true", help="add strata with an issued key, and with limits"
+    )
     parser.add_argument("--logs", type=Path, help="keep the servers' logs in this folder")
     args = parser.parse_args(argv)
     if args.json is None:
@@ -294,7 +334,7 @@ def start_all(
     progress: Progress,
 ) -> None:
     direct = targets["direct"]
-    task = progress.add_task("starting the canned backend", total=len(TARGETS))
+    task = progress.add_task("starting the canned backend", total=len(targets))
     start_direct(group, direct)  # everything else depends on it: a failure ends the run
     check_answer(direct)
     progress.advance(task)
@@ -304,6 +344,9 @@ def start_all(
         "litellm": lambda t: start_litellm(group, t, backend_url, work),
         "passthrough": lambda t: start_passthrough(group, t, backend_url),
     }
+    for name in KEY_TARGETS:
+        if name in targets:
+            steps[name] = partial(start_keyed, group, backend_url, work, name)
     for name, start in steps.items():
         target = targets[name]
         if name == "litellm" and args.no_litellm:
@@ -327,11 +370,19 @@ def start_all(
     rps_c16(direct, 1.0, 0.0)
 
 
+def start_keyed(group: ProcessGroup, backend_url: str, work: Path, name: str, t: Target) -> None:
+    """strata with one issued key (``strata-limits``: with a budget, rpm and tpm)."""
+    limits = LIMITS if name == "strata-limits" else ()
+    t.authorization = "Bearer " + issue_key(work / f"{name}-home", *limits)
+    start_strata(group, t, backend_url, work, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console()
     began = time.perf_counter()
-    targets = {name: Target(name) for name in TARGETS}
+    names = (*TARGETS, *KEY_TARGETS) if args.keys else TARGETS
+    targets = {name: Target(name) for name in names}
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),

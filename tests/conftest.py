@@ -24,7 +24,13 @@ from strata.edges.http.app import create_app
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never touch the user's data directory or environment settings."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    for name in ("STRATA_CONFIG", "STRATA_HOME", "STRATA_API_KEYS", "STRATA_PORT"):
+    for name in (
+        "STRATA_CONFIG",
+        "STRATA_HOME",
+        "STRATA_API_KEYS",
+        "STRATA_ADMIN_KEYS",
+        "STRATA_PORT",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

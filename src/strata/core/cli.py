@@ -17,6 +17,7 @@ import click
 
 from strata.core.errors import BackendUnavailable, ConfigError, UpstreamError
 from strata.core.settings import CoreSettings, load_settings
+from strata.core.tenancy import Caller
 
 if TYPE_CHECKING:  # httpx is imported when a command runs, so `strata --help` stays fast
     import httpx
@@ -29,7 +30,7 @@ FLAGS = ("host", "port", "home", "default_model", "max_queue", "log_level")
 
 
 def settings_options(func: F) -> F:
-    """Add ``--config``, ``--api-key`` and one flag per field in ``FLAGS``."""
+    """Add ``--config``, ``--api-key``, ``--admin-key`` and one flag per field in ``FLAGS``."""
     for name in reversed(FLAGS):
         field = CoreSettings.model_fields[name]
         kind: Any = {int: int, float: float, Path: click.Path(path_type=Path)}.get(
@@ -38,6 +39,12 @@ def settings_options(func: F) -> F:
         )
         flag = "--" + name.replace("_", "-")
         func = click.option(flag, name, type=kind, default=None, help=field.description)(func)
+    func = click.option(
+        "--admin-key",
+        "admin_keys",
+        multiple=True,
+        help=CoreSettings.model_fields["admin_keys"].description,
+    )(func)
     func = click.option(
         "--api-key",
         "api_keys",
@@ -59,6 +66,8 @@ def make_settings(
     overrides = {k: v for k, v in flags.items() if k in FLAGS}
     if api_keys:
         overrides["api_keys"] = list(api_keys)
+    if flags.get("admin_keys"):
+        overrides["admin_keys"] = list(flags["admin_keys"])
     return load_settings(config_file, **overrides)
 
 
@@ -104,8 +113,9 @@ async def api(settings: CoreSettings, url: str | None, key: str | None) -> Async
     factory = context.meta.get(APP_FACTORY) if context is not None else None
     if factory is None:
         raise ConfigError("no in-process app: run this through the strata command")
-    settings = settings.model_copy(update={"api_keys": []})  # in-process: you are the owner
+    settings = settings.model_copy(update={"api_keys": [], "admin_keys": []})
     app = factory(settings)
+    app.state.authenticate = _owner  # in-process: you are the owner, whatever keys exist
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(
@@ -114,6 +124,11 @@ async def api(settings: CoreSettings, url: str | None, key: str | None) -> Async
             yield API(http)
     finally:
         await app.state.kernel.shutdown()
+
+
+async def _owner(request: Any) -> Caller:
+    """The caller of the in-process app: the person at the terminal, as with auth off."""
+    return Caller(admin=True)
 
 
 def call_api(

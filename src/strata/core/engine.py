@@ -183,7 +183,8 @@ class Engine:
         record: Callable[[str, Usage], None] | None = None,
     ) -> AsyncGenerator[Chunk, None]:
         """Admit, run and account for one generation on model ``name``; ``key`` names the
-        caller's fair queue, ``record`` (a chat turn's bill) is told the usage once known."""
+        caller's fair queue, ``record`` (a chat turn's bill) is told the usage once known, or
+        what was generated when the consumer stopped early."""
         handle = self.get(name)
         self.check(handle, request)
         started = time.perf_counter()
@@ -230,5 +231,15 @@ class Engine:
         finally:
             for observe in self.observers:  # first: the cost meter learns this call's rates
                 observe(name, usage, timings, error)
+            if record is not None and usage is None and pieces:
+                # Stopped before the backend reported usage (a client gone mid-stream): the
+                # bill still counts what was generated, one piece a token, as a budget must.
+                usage = Usage(_prompt_tokens(handle.backend, request), pieces)
             if record is not None and usage is not None:
                 record(name, usage)
+
+
+def _prompt_tokens(backend: Backend, request: GenerationRequest) -> int:
+    if request.kind == "chat":
+        return backend.count_messages(request.messages or [])
+    return backend.count_tokens(request.prompt or "")

@@ -10,12 +10,15 @@ OpenAI's error body in one place (``strata.edges.http.errors``), keyed on type, 
     ├── RequestError                the caller's fault (HTTP 4xx)
     │   ├── InvalidRequest          400: bad value, empty messages, unsupported option
     │   │   └── ContextWindowExceeded   400: prompt + max_tokens > the model's window
-    │   ├── AuthenticationFailed    401: missing or wrong API key
+    │   ├── AuthenticationFailed    401: missing, wrong or revoked API key
+    │   ├── PermissionDenied        403: a valid key that may not do this (admin only)
     │   ├── ModelNotFound           404: no such model
     │   ├── NotFound                404: no such session, voice, template, response, collection
     │   │                               or document (or one that belongs to another API key)
     │   ├── InvalidInput            422: a template's input breaks its declared type or limits
-    │   └── QueueFull               429: the model's wait queue is at its bound
+    │   ├── QueueFull               429: the model's wait queue is at its bound
+    │   ├── RateLimited             429: the key's requests or tokens per minute are used up
+    │   └── QuotaExceeded           429: the key's budget for this period is spent
     └── BackendError                the model's fault (HTTP 5xx)
         ├── ModelLoadError          500: weights missing, corrupt, or out of memory
         ├── BackendUnavailable      503: remote unreachable after retries, or still loading
@@ -66,6 +69,14 @@ class AuthenticationFailed(RequestError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(RequestError):
+    """A valid key asking for something only an admin key may do (``/v1/keys``)."""
+
+    status_code = 403
+    error_type = "permission_error"
+    code = "permission_denied"
+
+
 class ModelNotFound(RequestError):
     status_code = 404
     code = "model_not_found"
@@ -96,6 +107,33 @@ class QueueFull(RequestError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimited(RequestError):
+    """A key past its requests (``kind="requests"``) or tokens (``"tokens"``) per minute.
+    ``retry_after`` is when enough of the minute's window has passed; OpenAI's ``type`` names
+    the limit, its ``code`` is ``rate_limit_exceeded``, as clients expect."""
+
+    status_code = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, kind: str = "requests") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.error_type = kind
+
+
+class QuotaExceeded(RequestError):
+    """A key whose budget cannot cover the request: retrying before ``resets_at`` (Unix
+    seconds) cannot help, which is what OpenAI's ``insufficient_quota`` tells a client."""
+
+    status_code = 429
+    error_type = "insufficient_quota"
+    code = "insufficient_quota"
+
+    def __init__(self, message: str, *, resets_at: float | None) -> None:
+        super().__init__(message)
+        self.resets_at = resets_at
 
 
 class BackendError(StrataError):

@@ -10,6 +10,8 @@
 - ``PositionLogits``: every position's log-probabilities of a text under a local model, which
   detectors need and the engine's usual last-position path does not give.
 - ``TurnEvents``: ``strata.core.events`` (subscribe to ``TurnCompleted``).
+- ``KeyRegistry``: API keys issued at run time (the keys feature), which the HTTP edge
+  consults beside the configured ``api_keys`` and ``admin_keys`` to authenticate a request.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from strata.core.events import TurnEvents
 from strata.core.models.base import Chunk, GenerationRequest, Price, Usage
+from strata.core.tenancy import Caller
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Embeddings",
+    "KeyRegistry",
     "KnowledgeSearch",
     "ModelPool",
     "ModelTiers",
@@ -90,4 +94,20 @@ class PositionLogits(Protocol):
     ) -> list[npt.NDArray[np.float32]]:
         """Per text, a (tokens - 1, vocabulary) array of log-probabilities for each next token
         given the tokens before it, computed in windows of ``window`` tokens."""
+        ...
+
+
+class KeyRegistry(Protocol):
+    """API keys issued at run time. The edge asks it on every request, so both calls answer
+    from memory (a key's record by its sha256), and go to the store only for a token they do
+    not know, at most every so often."""
+
+    def active(self) -> bool:
+        """Whether any key was ever issued (revoked ones count): then, as with configured
+        keys, a request without a valid key is refused."""
+        ...
+
+    async def identify(self, token: str) -> Caller | None:
+        """The caller an issued, unrevoked key stands for; ``None`` for any other token.
+        Raises ``AuthenticationFailed`` for a revoked key, so the 401 can say so."""
         ...

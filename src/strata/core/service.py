@@ -1,8 +1,12 @@
 """The ``ChatService`` owns a chat turn, the same for every door a request comes in by (HTTP,
 the CLI's in-process client, a template run):
 
-    layers' ``before`` (declared order) → dispatch (a route's cascade, or one model), n times
-    → layers' ``after`` (reverse order) → ``TurnCompleted`` (ledger, response log, transcript)
+    layers' ``before`` (declared order) → gates admit (budgets, rate limits) → dispatch (a
+    route's cascade, or one model), n times → layers' ``after`` (reverse order) →
+    ``TurnCompleted`` (ledger, response log, transcript) → gates settle
+
+Gates settle however the turn ends (answered, failed, client gone), with what it generated,
+so a refused or failed request never keeps what it reserved.
 
 When a layer may rewrite the answer (``turn.buffer_output``), a stream is generated whole and
 replayed, since text once sent cannot be unsent. A client that hangs up stops every choice
@@ -20,11 +24,14 @@ from strata.core.engine import Engine
 from strata.core.events import TurnEvents
 from strata.core.ids import new_id
 from strata.core.models.base import Chunk, GenerationRequest, Usage
+from strata.core.tenancy import Caller
 from strata.core.turn import (
     Choice,
     Dispatcher,
+    Gate,
     Generation,
     Layer,
+    Pass,
     Turn,
     TurnCompleted,
     TurnResult,
@@ -86,6 +93,7 @@ class ChatService:
         self.price = price
         self.layers: list[Layer] = []
         self.dispatchers: list[Dispatcher] = []
+        self.gates: list[Gate] = []
 
     def add_layer(self, layer: Layer) -> None:
         self.layers.append(layer)
@@ -93,6 +101,26 @@ class ChatService:
 
     def add_dispatcher(self, dispatcher: Dispatcher) -> None:
         self.dispatchers.append(dispatcher)
+
+    def add_gate(self, gate: Gate) -> None:
+        self.gates.append(gate)
+
+    async def admit(
+        self, caller: Caller, model: str, gens: Sequence[GenerationRequest]
+    ) -> Admission:
+        """Ask every gate whether ``caller`` may run ``gens`` on ``model``; raises the first
+        refusal (releasing what the gates before it granted). Any request that generates
+        outside a turn (``/v1/completions``) calls this too, and settles the result."""
+        passes: list[Pass] = []
+        try:
+            for gate in self.gates:
+                granted = gate.admit(caller, model, gens)
+                if granted is not None:
+                    passes.append(granted)
+        except BaseException:
+            await Admission(passes).settle(())
+            raise
+        return Admission(passes)
 
     def handles(self, model: str) -> bool:
         """Whether ``model`` names something servable (a model or a dispatcher's name)."""
@@ -166,7 +194,11 @@ class ChatService:
         """The whole turn, answered at once (``n`` choices generated together)."""
         result = self.start(turn)
         await self.before(turn, result)
-        return await self._finish(turn, result, n, hangup)
+        admission = await self.admit(turn.caller, turn.model, [turn.gen] * n)
+        try:
+            return await self._finish(turn, result, n, hangup)
+        finally:
+            await admission.settle(result.generations)
 
     async def _finish(
         self, turn: Turn, result: TurnResult, n: int, hangup: Hangup | None
@@ -182,30 +214,42 @@ class ChatService:
         a layer may rewrite is generated whole first (``hangup`` stops it), then replayed."""
         result = self.start(turn)
         await self.before(turn, result)
-        if turn.buffer_output:
-            return TurnStream(self._replay(await self._finish(turn, result, n, hangup)), result)
-        stream = self._live(turn, result, n)
-        first = await prime(stream)
+        admission = await self.admit(turn.caller, turn.model, [turn.gen] * n)
+        try:
+            if turn.buffer_output:
+                try:
+                    finished = await self._finish(turn, result, n, hangup)
+                finally:
+                    await admission.settle(result.generations)
+                return TurnStream(self._replay(finished), result)
+            stream = self._live(turn, result, n, admission)
+            first = await prime(stream)
+        except BaseException:
+            await admission.settle(result.generations)  # once: a second call does nothing
+            raise
         return TurnStream(_prepend(first, stream), result)
 
     async def _live(
-        self, turn: Turn, result: TurnResult, n: int
+        self, turn: Turn, result: TurnResult, n: int, admission: Admission
     ) -> AsyncGenerator[tuple[int, Chunk], None]:
-        for index in range(n):
-            choice = Choice()
-            result.choices.append(choice)
-            parts: list[str] = []
-            stream = self.generate(turn, result)
-            try:
-                async for chunk in stream:
-                    parts.append(chunk.text)
-                    choice.finish_reason = chunk.finish_reason or choice.finish_reason
-                    choice.usage = chunk.usage or choice.usage
-                    yield index, chunk
-            finally:
-                await stream.aclose()  # a client gone mid-stream frees the model now, not at GC
-            choice.text = "".join(parts)
-        await self.after(turn, result)
+        try:
+            for index in range(n):
+                choice = Choice()
+                result.choices.append(choice)
+                parts: list[str] = []
+                stream = self.generate(turn, result)
+                try:
+                    async for chunk in stream:
+                        parts.append(chunk.text)
+                        choice.finish_reason = chunk.finish_reason or choice.finish_reason
+                        choice.usage = chunk.usage or choice.usage
+                        yield index, chunk
+                finally:
+                    await stream.aclose()  # a client gone mid-stream frees the model now
+                choice.text = "".join(parts)
+            await self.after(turn, result)
+        finally:
+            await admission.settle(result.generations)
 
     async def _replay(self, result: TurnResult) -> AsyncGenerator[tuple[int, Chunk], None]:
         for index, choice in enumerate(result.choices):
@@ -220,6 +264,21 @@ class ChatService:
         regenerate or a summariser to summarise); billed to ``result`` when given."""
         result = result or TurnResult(turn.model)
         return (await self._choice(turn, result)).text
+
+
+class Admission:
+    """What the gates granted one request; ``settle`` tells each how it ended, once."""
+
+    def __init__(self, passes: Sequence[Pass]) -> None:
+        self.passes = list(passes)
+        self.settled = not self.passes
+
+    async def settle(self, generations: Sequence[Generation]) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        for granted in self.passes:
+            await granted.settle(generations)
 
 
 class TurnStream:

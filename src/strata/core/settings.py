@@ -161,6 +161,11 @@ class CoreSettings(BaseSettings):
     api_keys: list[str] = Field(
         default_factory=list, description="Accepted API keys; empty means no auth"
     )
+    admin_keys: list[str] = Field(
+        default_factory=list,
+        description="API keys that may also create, list and revoke issued keys (/v1/keys);"
+        " like api_keys, any one turns auth on",
+    )
     default_model: str = Field("small", description="Model used when a client names none (CLI)")
     bundled_models: bool = Field(True, description="Serve the bundled small/big/base models")
     models: dict[str, ModelSpec] = Field(default_factory=dict, description="Extra models")

@@ -1,5 +1,6 @@
 """One chat turn, typed: what was asked (``Turn``), what came of it (``TurnResult``), the
-event that announces it (``TurnCompleted``), and the two shapes a feature plugs in with.
+event that announces it (``TurnCompleted``), and the shapes a feature plugs in with: a
+``Layer``, a ``Dispatcher`` and a ``Gate``.
 
 The order of layers is declared, not implied by registration: each layer has an ``order``
 and the ``ChatService`` runs ``before`` in ascending order and ``after`` in descending order.
@@ -13,12 +14,17 @@ The built-in orders, lowest first:
 Whatever records a turn (the ledger, the response log, the session's transcript) does not
 hook into the layers: it subscribes to ``TurnCompleted``, which the service publishes once
 every layer has had its say, with the final texts.
+
+A ``Gate`` (budgets and rate limits: the keys feature) decides whether a request may spend
+at all, once the layers have written its prompt and before any model runs, and is told how
+it ended however it ended: answered, failed, or abandoned by its client. That is what
+``TurnCompleted`` cannot do, since a failed turn publishes nothing.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -141,3 +147,22 @@ class Dispatcher(Protocol):
     def names(self) -> list[str]: ...
 
     def generate(self, turn: Turn, result: TurnResult) -> AsyncGenerator[Chunk, None]: ...
+
+
+class Pass(Protocol):
+    """What a ``Gate`` granted one request; ``settle`` is called exactly once, when the
+    request has ended, with every generation it caused (priced; empty if none ran)."""
+
+    async def settle(self, generations: Sequence[Generation]) -> None: ...
+
+
+class Gate(Protocol):
+    """Admits a request before its generations start, or refuses it by raising a
+    ``RequestError`` (``RateLimited``, ``QuotaExceeded``). ``gens`` are the generations the
+    request asks ``model`` (a model, or a dispatcher's name) for, as the model will get them
+    (a chat turn's prompt once per choice); ``None`` means nothing to settle. Called on the
+    event loop for every request: keep it in memory and quick."""
+
+    def admit(
+        self, caller: Caller, model: str, gens: Sequence[GenerationRequest]
+    ) -> Pass | None: ...

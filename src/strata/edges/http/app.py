@@ -15,9 +15,10 @@ from strata import __version__
 from strata.core.engine import Engine
 from strata.core.feature import installed_features
 from strata.core.kernel import Kernel
+from strata.core.protocols import KeyRegistry
 from strata.core.settings import CoreSettings
 from strata.edges.http import chat, completions, embeddings, models
-from strata.edges.http.auth import authenticate
+from strata.edges.http.auth import Authenticator
 from strata.edges.http.errors import install_error_handlers
 from strata.edges.http.metrics import Metrics
 
@@ -43,7 +44,8 @@ def create_app(settings: CoreSettings, engine: Engine | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.kernel = kernel
     app.state.engine = engine
-    app.state.authenticate = authenticate
+    registry = kernel.lookup(KeyRegistry)  # type: ignore[type-abstract]
+    app.state.authenticate = Authenticator(settings, registry)
     app.state.metrics = Metrics(engine)
     app.state.started = time.time()
     install_error_handlers(app)

@@ -1,9 +1,11 @@
 """``POST /v1/completions``: plain text completion on base models, straight to the model
-pool (no chat layers); ``n`` choices per prompt, echo and logprobs as OpenAI has them."""
+pool (no chat layers); ``n`` choices per prompt, echo and logprobs as OpenAI has them. The
+chat service's gates (budgets, rate limits) admit it first and settle it with what each
+generation cost, as they do a chat turn."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
@@ -14,7 +16,8 @@ from strata.core.engine import Engine, Timings
 from strata.core.errors import StrataError
 from strata.core.ids import new_id
 from strata.core.models.base import Chunk, GenerationRequest, Usage
-from strata.core.service import ClientGone, prime, until_hangup
+from strata.core.service import Admission, ClientGone, prime, until_hangup
+from strata.core.turn import Generation
 from strata.core.web import CallerDep, caller, kernel
 from strata.edges.http import convert
 from strata.edges.http.errors import ERRORS, error_body, strata_error_response
@@ -44,19 +47,33 @@ async def _collect(stream: AsyncIterator[Chunk]) -> convert.Collected:
     summary="Create a text completion (base models)",
 )
 async def completions(body: CompletionRequest, request: Request, who: CallerDep) -> Response:
-    engine, metrics = kernel(request).engine, request.app.state.metrics
+    the_kernel = kernel(request)
+    engine, metrics = the_kernel.engine, request.app.state.metrics
     rid = new_id("cmpl")
+    bill = Bill(the_kernel.costs.cost)
     try:
         gens = convert.completion_requests(body)
+        admission = await the_kernel.service.admit(
+            who, body.model, [g for g in gens for _ in range(body.n)]
+        )
         if body.stream:
-            return await _stream_completion(engine, body, gens, who.queue, rid)
+            try:
+                return await _stream_completion(engine, body, gens, who.queue, rid, bill, admission)
+            except BaseException:
+                await admission.settle(bill.generations)
+                raise
         timings = Timings()
         jobs = [
-            _collect(engine.generate(body.model, g, key=who.queue, timings=timings))
+            _collect(
+                engine.generate(body.model, g, key=who.queue, timings=timings, record=bill.record)
+            )
             for g in gens
             for _ in range(body.n)
         ]
-        results = await until_hangup(jobs, partial(disconnected, request))
+        try:
+            results = await until_hangup(jobs, partial(disconnected, request))
+        finally:
+            await admission.settle(bill.generations)
     except StrataError as exc:
         metrics.observe_request("completions", body.model, exc.status_code)
         return strata_error_response(exc)
@@ -91,12 +108,31 @@ async def completions(body: CompletionRequest, request: Request, who: CallerDep)
     return JSONResponse(payload)
 
 
+class Bill:
+    """Every generation a completion request caused, priced as it ended."""
+
+    def __init__(self, price: Callable[[str, Usage], float]) -> None:
+        self.price = price
+        self.generations: list[Generation] = []
+
+    def record(self, model: str, usage: Usage) -> None:
+        self.generations.append(Generation(model, usage, self.price(model, usage)))
+
+
 async def _stream_completion(
-    engine: Engine, body: CompletionRequest, gens: list[GenerationRequest], key: str, rid: str
+    engine: Engine,
+    body: CompletionRequest,
+    gens: list[GenerationRequest],
+    key: str,
+    rid: str,
+    bill: Bill,
+    admission: Admission,
 ) -> Response:
     timings = Timings()
     jobs = [g for g in gens for _ in range(body.n)]
-    first_stream = engine.generate(body.model, jobs[0], key=key, timings=timings)
+    first_stream = engine.generate(
+        body.model, jobs[0], key=key, timings=timings, record=bill.record
+    )
     first = await prime(first_stream)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
@@ -109,7 +145,9 @@ async def _stream_completion(
                 if index == 0:
                     chunk = first
                 else:
-                    stream = engine.generate(body.model, gen, key=key, timings=timings)
+                    stream = engine.generate(
+                        body.model, gen, key=key, timings=timings, record=bill.record
+                    )
                     chunk = await anext(stream)
                 choice: dict[str, Any]
                 offset = 0  # text_offset counts from the start of the choice's text
@@ -138,6 +176,7 @@ async def _stream_completion(
             yield sse(error_body(exc.message, exc.error_type, exc.param, exc.code))
         finally:
             await stream.aclose()  # a client gone mid-stream frees the model now, not at GC
+            await admission.settle(bill.generations)
         if include_usage:
             tail = convert.envelope("text_completion", rid, body.model, [])
             tail["usage"] = convert.usage_dict(Usage(prompt_tokens, completion_tokens))

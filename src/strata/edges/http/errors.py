@@ -6,6 +6,7 @@ anything unexpected becomes a 500 with no traceback in the body (it is logged in
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,14 +14,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from strata.core.errors import QueueFull, StrataError
+from strata.core.errors import QueueFull, QuotaExceeded, RateLimited, StrataError
 from strata.edges.http.schemas import ErrorResponse
 
 log = logging.getLogger("strata.http")
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 429, 500, 502, 503, 504)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 429, 500, 502, 503, 504)
 }
 
 
@@ -34,6 +35,11 @@ def strata_error_response(exc: StrataError) -> JSONResponse:
     headers = {}
     if isinstance(exc, QueueFull):
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    elif isinstance(exc, RateLimited):  # rounded up: a client back early is refused again
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    elif isinstance(exc, QuotaExceeded):
+        # Retrying cannot help until the budget resets; OpenAI's SDKs honour this header.
+        headers["x-should-retry"] = "false"
     body = error_body(exc.message, exc.error_type, exc.param, exc.code)
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
 

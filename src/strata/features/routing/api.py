@@ -1,8 +1,10 @@
 """REST endpoints of the routing feature: ``GET /v1/usage`` and ``GET /v1/routes``.
 
 A caller sees only its own usage: with API keys on, the report is always filtered to the
-caller's key (asking for another key is refused); with auth off every caller is the one
-default tenant (``strata.core.tenancy``), and ``key`` may name any key's tenant.
+caller's key (asking for another key or tenant is refused), unless it is an admin key, which
+may name any ``key`` or ``tenant`` (an issued key's tenant is in ``GET /v1/keys``); with auth
+off every caller is the one default tenant (``strata.core.tenancy``), and ``key`` or
+``tenant`` may name any tenant.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from strata.core.errors import InvalidRequest
-from strata.core.tenancy import API_KEY_PREFIX, tenant_of
+from strata.core.tenancy import API_KEY_PREFIX, DEFAULT_TENANT, tenant_of
 from strata.core.web import CallerDep, caller, kernel
 from strata.features.routing.feature import Routing
 from strata.features.routing.timeparse import parse_time
@@ -29,16 +31,18 @@ async def usage(
     request: Request,
     who: CallerDep,
     key: str | None = Query(None, description="API key to report on (default: your own)"),
+    tenant: str | None = Query(None, description="Tenant to report on (admin or no auth)"),
     route: str | None = Query(None, description="Route or model name"),
     since: str | None = Query(None, description="Unix seconds, ISO 8601, or a span like 24h"),
     until: str | None = Query(None, description="Unix seconds, ISO 8601, or a span like 1h"),
 ) -> dict[str, Any]:
     routing = _routing(request)
-    tenant = who.tenant
-    if key is not None:
-        tenant = tenant_of(API_KEY_PREFIX + key)
-        if kernel(request).settings.api_keys and tenant != who.tenant:
-            raise InvalidRequest("you can only see the usage of your own API key", param="key")
+    asked = tenant_of(API_KEY_PREFIX + key) if key is not None else tenant
+    tenant = who.tenant if asked is None else asked
+    keyed = who.tenant != DEFAULT_TENANT
+    if keyed and not who.admin and tenant != who.tenant:
+        param = "key" if key is not None else "tenant"
+        raise InvalidRequest("you can only see the usage of your own API key", param=param)
     filters = {
         "tenant": tenant,
         "route": route,

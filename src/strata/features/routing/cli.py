@@ -160,6 +160,7 @@ def calibrate(
 
 @click.command()
 @click.option("--key", help="API key to report on (default: every tenant)")
+@click.option("--tenant", help="Tenant to report on (an issued key's: `strata keys list`)")
 @click.option("--route", help="Route or model name")
 @click.option("--since", help="Unix seconds, ISO 8601, or a span back from now (24h, 7d)")
 @click.option("--until", help="Unix seconds, ISO 8601, or a span back from now")
@@ -169,6 +170,7 @@ def usage(
     config_file: Path | None,
     api_keys: tuple[str, ...],
     key: str | None,
+    tenant: str | None,
     route: str | None,
     since: str | None,
     until: str | None,
@@ -184,7 +186,7 @@ def usage(
     ledger = Ledger(ledger_path(settings))
     try:
         report = ledger.summary(
-            tenant=tenant_of(API_KEY_PREFIX + key) if key else None,
+            tenant=tenant_of(API_KEY_PREFIX + key) if key else tenant,
             route=route,
             since=parse_time(since, "since"),
             until=parse_time(until, "until"),
