@@ -1,0 +1,36 @@
+// What an answer's `strata` field says, for people: which tier answered, how sure it was,
+// what it cost and what the big model alone would have cost.
+
+import { h, usd } from "./dom.js";
+
+export function routeFacts(info) {
+  const facts = [];
+  const route = info && info.route;
+  const model = (route && route.answered_by) || (info && info.model) || "?";
+  if (route) {
+    const tiers = route.tiers || [];
+    const index = tiers.findIndex((t) => t.model === model);
+    facts.push(["Route", route.name]);
+    facts.push(["Tier", `${model} (${index + 1} of ${tiers.length})`]);
+    const kept = tiers[index] || {};
+    const confidence = route.confidence ?? kept.confidence;
+    facts.push(["Confidence", confidence === null || confidence === undefined ? "not scored (last tier)" : Number(confidence).toFixed(2)]);
+    const cost = route.cost ?? info.cost_usd ?? 0;
+    facts.push(["Cost", usd(cost)]);
+    const baseline = route.baseline_cost ?? cost;
+    const saving = baseline - cost;
+    const share = baseline > 0 ? Math.round((saving / baseline) * 100) : 0;
+    facts.push(["Saving vs big", `${usd(saving)} (${share}%)`]);
+    if (route.degraded) facts.push(["Degraded", "yes"]);
+  } else {
+    facts.push(["Model", model]);
+    facts.push(["Cost", usd(info && info.cost_usd)]);
+    facts.push(["Saving vs big", "none (model named)"]);
+  }
+  return facts;
+}
+
+export function factsList(info) {
+  return h("dl", { class: "facts" },
+    routeFacts(info).map(([k, v]) => [h("dt", {}, k), h("dd", { "data-fact": k }, v)]));
+}
