@@ -32,5 +32,5 @@ export function routeFacts(info) {
 
 export function factsList(info) {
   return h("dl", { class: "facts" },
-    routeFacts(info).map(([k, v]) => [h("dt", {}, k), h("dd", { "data-fact": k }, v)]));
+    routeFacts(info).map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", { "data-fact": k }, v))));
 }

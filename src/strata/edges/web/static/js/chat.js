@@ -19,7 +19,6 @@ export async function render(main) {
     api("/v1/collections").catch(() => ({ data: [] })),
   ]);
   const chatModels = models.data.filter((m) => (m.capabilities || []).includes("chat"));
-  const routes = chatModels.filter((m) => m.id.startsWith("auto") || !(m.capabilities || []).includes("completion"));
   const saved = localStorage.getItem("strata.model");
   const preferred = chatModels.find((m) => m.id === saved) || chatModels.find((m) => m.id === "auto") || chatModels[0];
   els.model = h("select", { name: "model", onchange: () => localStorage.setItem("strata.model", els.model.value) },
@@ -48,7 +47,7 @@ export async function render(main) {
     h("section", { class: "conversation" },
       h("div", { class: "controls" },
         field("Model or route", els.model),
-        field("Ground in", els.knowledge, routes.length ? "" : "")),
+        field("Ground in", els.knowledge)),
       els.log, els.form),
     els.passage));
   await listSessions();
@@ -65,7 +64,7 @@ async function listSessions() {
     return h("li", { class: s.id === state.session ? "current" : "" },
       h("button", { class: "resume", title: `Resume ${title}`, onclick: () => open(s.id) }, title),
       h("button", { class: "icon", "aria-label": `Rename ${title}`, title: "Rename", onclick: () => rename(s) }, "✎"),
-      h("button", { class: "icon", "aria-label": `Delete ${title}`, title: "Delete", onclick: () => remove(s) }, "🗑"));
+      h("button", { class: "icon", "aria-label": `Delete ${title}`, title: "Delete", onclick: () => remove(s) }, "×"));
   }));
 }
 
@@ -142,8 +141,8 @@ function bubble(message, index) {
   if (rid) {
     const status = h("span", { class: "muted", role: "status" });
     item.append(h("div", { class: "actions" },
-      h("button", { class: "icon", "aria-label": "Good answer", onclick: () => feedback(rid, { rating: "up" }, status) }, "👍"),
-      h("button", { class: "icon", "aria-label": "Bad answer", onclick: () => feedback(rid, { rating: "down" }, status) }, "👎"),
+      h("button", { class: "icon", "aria-label": "Good answer", title: "Good answer", onclick: () => feedback(rid, { rating: "up" }, status) }, "▲ Good"),
+      h("button", { class: "icon", "aria-label": "Bad answer", title: "Bad answer", onclick: () => feedback(rid, { rating: "down" }, status) }, "▼ Bad"),
       h("button", { class: "link", onclick: () => editAnswer(item, message, rid, status) }, "Correct it"),
       status));
   }

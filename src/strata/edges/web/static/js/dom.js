@@ -10,7 +10,7 @@ export function h(tag, attrs = {}, ...children) {
     else if (value === true) node.setAttribute(name, "");
     else node.setAttribute(name, value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -21,8 +21,9 @@ export function usd(value) {
   if (value === null || value === undefined) return "–";
   const v = Number(value);
   if (v === 0) return "$0";
-  if (Math.abs(v) < 0.01) return `$${v.toPrecision(2)}`;
-  return `$${v.toFixed(2)}`;
+  const sign = v < 0 ? "−" : "";
+  const a = Math.abs(v);
+  return a < 0.01 ? `${sign}$${a.toPrecision(2)}` : `${sign}$${a.toFixed(2)}`;
 }
 
 export function pct(value) {

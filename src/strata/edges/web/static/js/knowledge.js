@@ -8,6 +8,7 @@ let els = {};
 let selected = null;
 
 export async function render(main) {
+  els = {};
   els.list = h("ul", { class: "collections", "aria-label": "Collections" });
   els.name = h("input", { name: "collection", placeholder: "e.g. handbook", maxlength: 64 });
   els.detail = h("section", { class: "collection-detail" });
@@ -19,15 +20,18 @@ export async function render(main) {
   await refresh();
 }
 
+// The list of collections; the detail pane is rebuilt only when the selection changes, so
+// uploads in progress keep their rows.
 async function refresh() {
+  const shown = els.shown;
   const found = await api("/v1/collections");
   if (!selected && found.data.length) selected = found.data[0].name;
   if (selected && !found.data.some((c) => c.name === selected)) selected = found.data[0]?.name || null;
   els.list.replaceChildren(...found.data.map((c) => h("li", { class: c.name === selected ? "current" : "" },
     h("button", { class: "resume", onclick: () => { selected = c.name; refresh(); } }, c.name),
-    h("span", { class: "muted" }, `${c.documents ?? c.document_count ?? 0} docs`))));
+    h("span", { class: "muted" }, `${c.documents} docs · ${c.chunks} chunks`))));
   if (!found.data.length) els.list.append(h("li", { class: "muted" }, "No collections yet."));
-  showDetail();
+  if (shown !== selected || !els.detail.firstChild) showDetail();
 }
 
 async function create(event) {
@@ -45,6 +49,7 @@ async function create(event) {
 }
 
 function showDetail() {
+  els.shown = selected;
   if (!selected) {
     els.detail.replaceChildren(h("p", { class: "muted" }, "Create a collection, then drop files into it."));
     return;
@@ -127,9 +132,7 @@ async function uploadAll(files) {
 }
 
 async function refreshCounts() {
-  const keep = selected;
   await refresh();
-  selected = keep;
 }
 
 function highlight(text, query) {

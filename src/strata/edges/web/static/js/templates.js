@@ -126,8 +126,8 @@ function show(result, template, form, output) {
       h("div", { class: "actions" },
         h("button", { onclick: () => copy(result.output, status) }, "Copy"),
         h("button", { onclick: () => run(template, form, output) }, "Regenerate"),
-        h("button", { class: "icon", "aria-label": "Good result", onclick: () => rate({ rating: "up" }) }, "👍"),
-        h("button", { class: "icon", "aria-label": "Bad result", onclick: () => rate({ rating: "down" }) }, "👎"),
+        h("button", { class: "icon", "aria-label": "Good result", onclick: () => rate({ rating: "up" }) }, "▲ Good"),
+        h("button", { class: "icon", "aria-label": "Bad result", onclick: () => rate({ rating: "down" }) }, "▼ Bad"),
         h("button", { class: "link", onclick: () => {
           const area = h("textarea", { rows: 6, "aria-label": "Corrected text" }, result.output);
           text.replaceWith(h("form", { class: "editor", onsubmit: (e) => { e.preventDefault(); rate({ edited_text: area.value }); } },
