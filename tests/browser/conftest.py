@@ -164,7 +164,9 @@ def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "condi
 
 def find(browser: webdriver.Chrome, css: str, timeout: float = 10.0) -> WebElement:
     return wait_for(  # type: ignore[no-any-return]
-        lambda: next(iter(e for e in browser.find_elements(By.CSS_SELECTOR, css) if e.is_displayed()), None),
+        lambda: next(
+            iter(e for e in browser.find_elements(By.CSS_SELECTOR, css) if e.is_displayed()), None
+        ),
         timeout,
         css,
     )

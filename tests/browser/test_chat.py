@@ -86,8 +86,10 @@ def test_session_resumed_after_reload(browser: webdriver.Chrome, server: Stack) 
 
     browser.refresh()
     wait_for(
-        lambda: [m.text for m in browser.find_elements(By.CSS_SELECTOR, ".msg .text")]
-        == ["What is the capital of France?", "Paris is the capital of France."],
+        lambda: (
+            [m.text for m in browser.find_elements(By.CSS_SELECTOR, ".msg .text")]
+            == ["What is the capital of France?", "Paris is the capital of France."]
+        ),
         what="the session restored after reload",
     )
     # A new chat, then the old one again from the sidebar.
@@ -110,8 +112,10 @@ def test_session_resumed_after_reload(browser: webdriver.Chrome, server: Stack) 
     box.send_keys("What is the capital of Italy?")
     find(browser, ".msg.user .editor button[type=submit]").click()
     wait_for(
-        lambda: [m.text for m in browser.find_elements(By.CSS_SELECTOR, ".msg .text")]
-        == ["What is the capital of Italy?", "Rome is the capital of Italy."],
+        lambda: (
+            [m.text for m in browser.find_elements(By.CSS_SELECTOR, ".msg .text")]
+            == ["What is the capital of Italy?", "Rome is the capital of Italy."]
+        ),
         20,
         "the resent question and its answer",
     )

@@ -47,7 +47,8 @@ def test_file_uploaded_then_cited(browser: webdriver.Chrome, server: Stack, tmp_
     browser.find_element(By.ID, "files").send_keys(str(other))
     wait_for(
         lambda: len(browser.find_elements(By.CSS_SELECTOR, ".progress-list li.done")) == 2,
-        what="both uploads done: " + str([e.text for e in browser.find_elements(By.CSS_SELECTOR, ".progress-list li")]),
+        what="both uploads done: "
+        + str([e.text for e in browser.find_elements(By.CSS_SELECTOR, ".progress-list li")]),
     )
     bars = browser.find_elements(By.CSS_SELECTOR, ".progress-list progress")
     assert [b.get_attribute("value") for b in bars] == ["1", "1"]
@@ -108,7 +109,11 @@ def test_template_validation_error_then_good_run(browser: webdriver.Chrome, serv
 
     server.fake("small").enqueue("A bottle that keeps up with you.")
     find(browser, ".output button", 5)
-    next(b for b in browser.find_elements(By.CSS_SELECTOR, ".output button") if b.text == "Regenerate").click()
+    next(
+        b
+        for b in browser.find_elements(By.CSS_SELECTOR, ".output button")
+        if b.text == "Regenerate"
+    ).click()
     wait_for(lambda: find(browser, ".output .result").text == "A bottle that keeps up with you.")
     find(browser, ".output button[aria-label='Good result']").click()
     wait_for(lambda: "Thanks" in find(browser, ".output [role=status]").text)
