@@ -14,7 +14,12 @@ export function routeFacts(info) {
     facts.push(["Tier", `${model} (${index + 1} of ${tiers.length})`]);
     const kept = tiers[index] || {};
     const confidence = route.confidence ?? kept.confidence;
-    facts.push(["Confidence", confidence === null || confidence === undefined ? "not scored (last tier)" : Number(confidence).toFixed(2)]);
+    const doubted = tiers.slice(0, Math.max(index, 0)).filter((t) => t.confidence !== undefined && t.confidence !== null).pop();
+    let sure;
+    if (confidence !== null && confidence !== undefined) sure = Number(confidence).toFixed(2);
+    else if (doubted) sure = `${doubted.model} was ${Number(doubted.confidence).toFixed(2)} < ${Number(doubted.threshold).toFixed(2)}: escalated`;
+    else sure = "not scored (last tier)";
+    facts.push(["Confidence", sure]);
     const cost = route.cost ?? info.cost_usd ?? 0;
     facts.push(["Cost", usd(cost)]);
     const baseline = route.baseline_cost ?? cost;

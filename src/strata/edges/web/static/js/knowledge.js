@@ -29,7 +29,7 @@ async function refresh() {
   if (selected && !found.data.some((c) => c.name === selected)) selected = found.data[0]?.name || null;
   els.list.replaceChildren(...found.data.map((c) => h("li", { class: c.name === selected ? "current" : "" },
     h("button", { class: "resume", onclick: () => { selected = c.name; refresh(); } }, c.name),
-    h("span", { class: "muted" }, `${c.documents} docs · ${c.chunks} chunks`))));
+    h("span", { class: "muted count", title: `${c.chunks} chunks` }, `${c.documents} docs`))));
   if (!found.data.length) els.list.append(h("li", { class: "muted" }, "No collections yet."));
   if (shown !== selected || !els.detail.firstChild) showDetail();
 }

@@ -15,9 +15,12 @@ export async function render(main) {
     templates.data.map((t) => h("li", {},
       h("button", { class: "card template-card", "data-template": t.name, onclick: () => open(t.name) },
         h("strong", {}, t.title), h("span", { class: "tag" }, t.category || "general"),
-        h("span", { class: "muted" }, t.description)))));
-  els.runner = h("section", { class: "runner" });
-  main.append(h("h1", {}, "Templates"), els.gallery, els.runner);
+        h("span", { class: "muted desc" }, t.description)))));
+  els.runner = h("section", { class: "runner" },
+    h("p", { class: "muted" }, "Pick a template: its form asks for exactly the inputs it declares."));
+  main.append(h("div", { class: "templates-page" },
+    h("nav", { class: "sidebar", "aria-label": "Template gallery" }, h("h2", {}, "Templates"), els.gallery),
+    els.runner));
   const wanted = location.hash.split("/")[2];
   if (wanted) await open(decodeURIComponent(wanted));
 }
