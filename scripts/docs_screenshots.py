@@ -23,10 +23,11 @@ from selenium.webdriver.support.select import Select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from strata.edges.http.app import create_app  # noqa: E402
-from strata.features.routing.feature import Routing  # noqa: E402
 from tests.browser.conftest import SCORES, Stack, browser_settings, find, wait_for  # noqa: E402
 from tests.conftest import LiveServer  # noqa: E402
+
+from strata.edges.http.app import create_app  # noqa: E402
+from strata.features.routing.feature import Routing  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 DOCS = {
@@ -77,7 +78,6 @@ def seed_ledger(app: object, tenant: str = "default") -> None:
 
 def main() -> None:
     import pytest
-
     from tests.browser import conftest
 
     OUT.mkdir(parents=True, exist_ok=True)
