@@ -106,6 +106,7 @@ def driver() -> Iterator[webdriver.Chrome]:
         "--window-size=1280,860",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     try:
         browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     except WebDriverException as exc:  # installed but unusable: a failure, not a skip
@@ -120,7 +121,9 @@ def driver() -> Iterator[webdriver.Chrome]:
 
 @pytest.fixture
 def browser(driver: webdriver.Chrome) -> Iterator[webdriver.Chrome]:
-    """The session's browser, on a blank page with a laptop-sized window after each test."""
+    """The session's browser, on a blank page with a laptop-sized window after each test,
+    its console log drained first (what a test reads is its own)."""
+    console_errors(driver)
     yield driver
     driver.set_window_size(1280, 860)
     driver.get("about:blank")

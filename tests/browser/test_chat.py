@@ -7,8 +7,10 @@ import httpx
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.select import Select
 
-from tests.browser.conftest import SCORES, Stack, find, screenshot, wait_for
+from strata.core.errors import BackendUnavailable
+from tests.browser.conftest import SCORES, Stack, console_errors, find, screenshot, wait_for
 
 
 def facts(browser: webdriver.Chrome) -> dict[str, str]:
@@ -71,7 +73,21 @@ def test_chat_streams_and_shows_route_and_cost(browser: webdriver.Chrome, server
     with httpx.Client(base_url=server.root) as client:
         rows = client.get("/v1/usage/requests").json()["data"]
     assert [r["answered_by"] for r in rows] == ["small", "big"]
+    assert console_errors(browser) == []
     screenshot(browser, "chat")
+
+
+def test_a_failed_answer_is_a_message(browser: webdriver.Chrome, server: Stack) -> None:
+    browser.get(server.root)
+    Select(find(browser, "select[name=model]")).select_by_value("big")
+    server.fake("big").enqueue(BackendUnavailable("the big model's server is down"))
+    ask(browser, "Anyone there?")
+    notice = find(browser, "#notice.error")
+    assert "the big model's server is down" in notice.text
+    bubble = find(browser, ".msg.assistant .error-box")
+    assert "the big model's server is down" in bubble.text
+    assert find(browser, "textarea[name=message]").is_enabled()  # ready for the next try
+    screenshot(browser, "chat-error")
 
 
 def test_session_resumed_after_reload(browser: webdriver.Chrome, server: Stack) -> None:

@@ -17,6 +17,7 @@ from tests.browser.conftest import (
     SCORES,
     Stack,
     browser_settings,
+    console_errors,
     find,
     screenshot,
     wait_for,
@@ -178,6 +179,30 @@ def test_usage_charts_from_ledger_rows(browser: webdriver.Chrome, server: Stack)
     tiers = find(browser, "[data-route=auto] .tiers").text
     assert "small — keeps its answer at confidence ≥ 0.50" in tiers
     screenshot(browser, "models")
+
+
+def test_every_page_fits_a_phone(browser: webdriver.Chrome, server: Stack) -> None:
+    with httpx.Client(base_url=server.root, timeout=30) as client:
+        body = {"model": "auto", "messages": [{"role": "user", "content": "hello"}]}
+        assert client.post("/v1/chat/completions", json=body).status_code == 200
+        client.post("/v1/collections", json={"name": "handbook"})
+    browser.set_window_size(390, 844)
+    for page, ready in [
+        ("chat", "textarea[name=message]"),
+        ("knowledge", ".dropzone"),
+        ("templates", "[data-template]"),
+        ("usage", "table.ledger tbody tr"),
+        ("models", "[data-route=auto]"),
+    ]:
+        browser.get(f"{server.root}/#/{page}")
+        find(browser, ready)
+        width = browser.execute_script(
+            "return [document.documentElement.scrollWidth, window.innerWidth]"
+        )
+        assert width[0] <= width[1], f"{page} scrolls sideways at phone width: {width}"
+        assert find(browser, f"#nav a[data-page={page}]").is_displayed()
+    screenshot(browser, "models-phone")
+    assert console_errors(browser) == []
 
 
 def test_wrong_api_key_is_refused(browser: webdriver.Chrome, tmp_path: Path) -> None:
