@@ -5,6 +5,7 @@ SDK's in-memory exporter."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ def test_tracing_is_off_by_default(tmp_path: Path) -> None:
     assert isinstance(kernel.tracer, NoTracer)
     assert isinstance(kernel.service.tracer, NoTracer)
     assert kernel.tracer.start("x") is NO_SPAN and NO_SPAN.step("y") is NO_SPAN
+    asyncio.run(kernel.shutdown())
 
 
 def test_a_setting_turns_on_the_otlp_exporter() -> None:
@@ -164,3 +166,63 @@ def test_a_failed_request_ends_its_span_with_the_error(traced: Traced) -> None:
     root = traced.spans()["strata.turn"]
     assert root.status.status_code is StatusCode.ERROR
     assert dict(root.attributes or {})["error.type"] == "BackendUnavailable"
+
+
+def test_spans_reach_an_otlp_endpoint(tmp_path: Path) -> None:
+    """The configured exporter really sends: an OTLP/HTTP receiver gets the turn's spans."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from strata.core.models.base import GenerationRequest, SamplingParams
+    from strata.core.turn import Turn
+
+    received: list[tuple[str, bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with HTTPServer(("127.0.0.1", 0), Receiver) as receiver:
+        thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+        thread.start()
+        endpoint = f"http://127.0.0.1:{receiver.server_address[1]}/v1/traces"
+        settings = fake_settings(
+            tmp_path, traces=TraceSettings(enabled=True, otlp_endpoint=endpoint)
+        )
+        kernel = Kernel(settings)
+        gen = GenerationRequest(
+            kind="chat",
+            messages=[{"role": "user", "content": "hi"}],
+            params=SamplingParams(max_tokens=4),
+        )
+
+        async def one_turn() -> None:
+            try:
+                await kernel.service.run(Turn("fake", gen))
+            finally:
+                await kernel.shutdown()  # shuts the tracer down, which flushes the batch
+
+        asyncio.run(one_turn())
+        receiver.shutdown()
+        thread.join(timeout=5)
+    assert received and all(path == "/v1/traces" for path, _ in received)
+    names = set()
+    for _, body in received:
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource in request.resource_spans:
+            service = {a.key: a.value.string_value for a in resource.resource.attributes}
+            assert service["service.name"] == "strata"
+            for scope in resource.scope_spans:
+                names.update(span.name for span in scope.spans)
+    assert {"strata.turn", "chat fake", "layer session-memory before"} <= names
