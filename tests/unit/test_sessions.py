@@ -76,6 +76,28 @@ def test_store_append_search_and_cascade(tmp_path: Path) -> None:
     store.close()
 
 
+def test_store_rename_and_truncate(tmp_path: Path) -> None:
+    """Edit-and-resend drops the turns from one on, from the index too, and a summary that
+    covered any of them (it would remember what was taken back)."""
+    store = SessionStore(tmp_path / "d.db")
+    session = store.create("alice", "s1", system="be brief", title="draft")
+    store.append(session, [NewTurn("user", f"turn {i} pelican") for i in range(1, 6)])
+    assert store.update("alice", "s1", title="Birds").title == "Birds"
+    assert store.get("alice", "s1").system == "be brief"  # untouched when not given
+    store.set_summary(session.sid, "talked about pelicans", upto=2)
+    assert store.truncate("alice", "s1", from_seq=4) == 2
+    kept = store.get("alice", "s1")
+    assert kept.summary == "talked about pelicans" and kept.turns == 3  # summary before seq 4
+    assert store.truncate("alice", "s1", from_seq=2) == 2
+    cleared = store.get("alice", "s1")
+    assert cleared.summary == "" and cleared.summary_upto == 0 and cleared.turns == 1
+    hits = store.search(session.sid, ["pelican"], before=99, limit=9)
+    assert [t.seq for t, _ in hits] == [1]
+    with pytest.raises(NotFound):
+        store.truncate("bob", "s1", from_seq=1)
+    store.close()
+
+
 # ---- the memory builder ----
 
 

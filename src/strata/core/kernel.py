@@ -1,7 +1,7 @@
 """Everything a strata process serves, built once from the settings: the model pool, the turn
-events, the chat service, the cost meter, and each installed feature's runtime. The HTTP app
-and the CLI build the same kernel, so a feature behaves alike whichever door a request came
-in by.
+events, the chat service, the cost meter, the tracer, and each installed feature's runtime.
+The HTTP app and the CLI build the same kernel, so a feature behaves alike whichever door a
+request came in by.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from strata.core.feature import Runtime, installed_features
 from strata.core.pricing import CostMeter
 from strata.core.service import ChatService
 from strata.core.settings import CoreSettings
+from strata.core.tracing import make_tracer
 
 T = TypeVar("T")
 
@@ -24,7 +25,8 @@ class Kernel:
         self.engine = engine if engine is not None else Engine(settings)
         self.events = TurnEvents()
         self.costs = CostMeter(self.engine, settings.cpu_hour_usd)
-        self.service = ChatService(self.engine, self.events, self.costs.cost)
+        self.tracer = make_tracer(settings.traces)
+        self.service = ChatService(self.engine, self.events, self.costs.cost, self.tracer)
         self._provided: dict[type[Any], Any] = {}
         self.features: dict[str, Runtime] = {}
         for feature in installed_features():
@@ -52,3 +54,4 @@ class Kernel:
         for runtime in reversed(list(self.features.values())):
             await runtime.shutdown()
         await self.engine.shutdown()
+        self.service.tracer.shutdown()

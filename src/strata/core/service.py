@@ -25,6 +25,7 @@ from strata.core.events import TurnEvents
 from strata.core.ids import new_id
 from strata.core.models.base import Chunk, GenerationRequest, Usage
 from strata.core.tenancy import Caller
+from strata.core.tracing import NoTracer, Tracer, traced_generation
 from strata.core.turn import (
     Choice,
     Dispatcher,
@@ -87,10 +88,12 @@ class ChatService:
         engine: Engine,
         events: TurnEvents | None = None,
         price: Callable[[str, Usage], float] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.engine = engine
         self.events = events or TurnEvents()
         self.price = price
+        self.tracer: Tracer = tracer or NoTracer()
         self.layers: list[Layer] = []
         self.dispatchers: list[Dispatcher] = []
         self.gates: list[Gate] = []
@@ -141,9 +144,24 @@ class ChatService:
         if not turn.response_id:
             turn.response_id = new_id("chatcmpl")
         result = TurnResult(turn.model)
+        params = turn.gen.params
+        turn.trace = self.tracer.start(
+            "strata.turn",
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.system": "strata",
+                "gen_ai.request.model": turn.model,
+                "gen_ai.request.max_tokens": params.max_tokens,
+                "gen_ai.request.temperature": params.temperature,
+                "gen_ai.request.top_p": params.top_p,
+                "gen_ai.response.id": turn.response_id,
+                "strata.tenant": turn.caller.tenant,
+            },
+        )
 
         async def complete(gen: GenerationRequest) -> str:
             again = Turn(turn.model, gen, turn.caller, turn.options, turn.response_id)
+            again.trace = turn.trace
             # Its own report (a route's decision for the retry is not the answer's), one bill.
             return await self.complete(
                 again, TurnResult(turn.model, generations=result.generations)
@@ -154,11 +172,15 @@ class ChatService:
 
     async def before(self, turn: Turn, result: TurnResult) -> None:
         for layer in self.layers:
-            await layer.before(turn, result)
+            with turn.trace.step(f"layer {layer.name} before", {"strata.layer": layer.name}):
+                await layer.before(turn, result)
 
     async def after(self, turn: Turn, result: TurnResult) -> None:
         for layer in reversed(self.layers):
-            await layer.after(turn, result)
+            with turn.trace.step(f"layer {layer.name} after", {"strata.layer": layer.name}):
+                await layer.after(turn, result)
+        if turn.trace.recording:
+            _describe(turn, result)
         await self.events.publish(TurnCompleted(turn, result))
 
     def generate(self, turn: Turn, result: TurnResult) -> AsyncGenerator[Chunk, None]:
@@ -167,7 +189,7 @@ class ChatService:
             if dispatcher.handles(turn.model):
                 return dispatcher.generate(turn, result)
         result.answered_by = turn.model
-        return self.engine.generate(
+        stream = self.engine.generate(
             turn.model,
             turn.gen,
             key=turn.caller.queue,
@@ -176,6 +198,9 @@ class ChatService:
                 Generation(model, usage, self.price(model, usage) if self.price else 0.0)
             ),
         )
+        if turn.trace.recording:
+            return traced_generation(turn.trace, turn.model, stream)
+        return stream
 
     async def _choice(self, turn: Turn, result: TurnResult) -> Choice:
         choice = Choice()
@@ -193,12 +218,18 @@ class ChatService:
     async def run(self, turn: Turn, n: int = 1, *, hangup: Hangup | None = None) -> TurnResult:
         """The whole turn, answered at once (``n`` choices generated together)."""
         result = self.start(turn)
-        await self.before(turn, result)
-        admission = await self.admit(turn.caller, turn.model, [turn.gen] * n)
         try:
-            return await self._finish(turn, result, n, hangup)
+            await self.before(turn, result)
+            admission = await self.admit(turn.caller, turn.model, [turn.gen] * n)
+            try:
+                return await self._finish(turn, result, n, hangup)
+            finally:
+                await admission.settle(result.generations)
+        except BaseException as exc:
+            turn.trace.fail(exc)
+            raise
         finally:
-            await admission.settle(result.generations)
+            turn.trace.end()
 
     async def _finish(
         self, turn: Turn, result: TurnResult, n: int, hangup: Hangup | None
@@ -213,19 +244,25 @@ class ChatService:
         first chunk are awaited here, so errors up to the first token raise at once. A stream
         a layer may rewrite is generated whole first (``hangup`` stops it), then replayed."""
         result = self.start(turn)
-        await self.before(turn, result)
-        admission = await self.admit(turn.caller, turn.model, [turn.gen] * n)
         try:
-            if turn.buffer_output:
-                try:
-                    finished = await self._finish(turn, result, n, hangup)
-                finally:
-                    await admission.settle(result.generations)
-                return TurnStream(self._replay(finished), result)
-            stream = self._live(turn, result, n, admission)
-            first = await prime(stream)
-        except BaseException:
-            await admission.settle(result.generations)  # once: a second call does nothing
+            await self.before(turn, result)
+            admission = await self.admit(turn.caller, turn.model, [turn.gen] * n)
+            try:
+                if turn.buffer_output:
+                    try:
+                        finished = await self._finish(turn, result, n, hangup)
+                    finally:
+                        await admission.settle(result.generations)
+                    turn.trace.end()
+                    return TurnStream(self._replay(finished), result)
+                stream = self._live(turn, result, n, admission)
+                first = await prime(stream)
+            except BaseException:
+                await admission.settle(result.generations)  # once: a second call does nothing
+                raise
+        except BaseException as exc:
+            turn.trace.fail(exc)
+            turn.trace.end()
             raise
         return TurnStream(_prepend(first, stream), result)
 
@@ -248,8 +285,12 @@ class ChatService:
                     await stream.aclose()  # a client gone mid-stream frees the model now
                 choice.text = "".join(parts)
             await self.after(turn, result)
+        except Exception as exc:
+            turn.trace.fail(exc)
+            raise
         finally:
             await admission.settle(result.generations)
+            turn.trace.end()
 
     async def _replay(self, result: TurnResult) -> AsyncGenerator[tuple[int, Chunk], None]:
         for index, choice in enumerate(result.choices):
@@ -304,3 +345,25 @@ async def _prepend(
             yield item
     finally:
         await rest.aclose()
+
+
+def _describe(turn: Turn, result: TurnResult) -> None:
+    """The request span's outcome: GenAI usage and strata's route, confidence and cost."""
+    usage = result.usage
+    route = result.route
+    turn.trace.set(
+        {
+            "gen_ai.response.model": result.served_by,
+            "gen_ai.usage.input_tokens": usage.prompt_tokens,
+            "gen_ai.usage.output_tokens": usage.completion_tokens,
+            "gen_ai.response.finish_reasons": ",".join(
+                c.finish_reason or "stop" for c in result.choices
+            ),
+            "strata.cost_usd": sum(g.cost for g in result.generations),
+            "strata.generations": len(result.generations),
+            "strata.route": route.name if route is not None else None,
+            "strata.confidence": route.confidence if route is not None else None,
+            "strata.baseline_cost_usd": route.baseline_cost if route is not None else None,
+            "strata.degraded": route.degraded if route is not None else None,
+        }
+    )

@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from strata.core.errors import ConfigError
+from strata.core.tracing import TraceSettings
 
 S = TypeVar("S")
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("strata_config_file", default=None)
@@ -175,6 +176,9 @@ class CoreSettings(BaseSettings):
     dialogue: DialogueSettings = Field(
         default_factory=DialogueSettings,
         description="Sessions, templates, brand voices and feedback",
+    )
+    traces: TraceSettings = Field(
+        default_factory=TraceSettings, description="OpenTelemetry traces (off by default)"
     )
 
     @classmethod

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from strata.core.engine import Timings
 from strata.core.models.base import Chunk, GenerationRequest, TokenLogprob, Usage
 from strata.core.tenancy import LOCAL, Caller
+from strata.core.tracing import NO_SPAN, Span
 
 
 @dataclass
@@ -60,6 +61,8 @@ class Turn:
     # Set by the ChatService: generate once more for this turn, without the layers (what a
     # voice calls to regenerate), counted in this turn's bill.
     complete: Callable[[GenerationRequest], Awaitable[str]] | None = None
+    # The request's span (``strata.core.tracing``); layers and dispatchers open steps in it.
+    trace: Span = NO_SPAN
 
     def __post_init__(self) -> None:
         if not self.sent:

@@ -67,7 +67,8 @@ def serve(
     app = _create_app(settings)
     click.echo(
         f"strata {__version__} serving {', '.join(settings.all_models())} "
-        f"on http://{settings.host}:{settings.port}/v1",
+        f"on http://{settings.host}:{settings.port}/v1; "
+        f"web app on http://{settings.host}:{settings.port}/",
         err=True,
     )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)

@@ -1,6 +1,6 @@
 """The HTTP application: the kernel, OpenAI's endpoint families, each installed feature's
-router, errors, health and metrics. Features are mounted from the registry: a new feature
-appears here without an edit."""
+router, errors, health, metrics and the web app (``strata.edges.web``). Features are mounted
+from the registry: a new feature appears here without an edit."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from strata.edges.http import chat, completions, embeddings, models
 from strata.edges.http.auth import Authenticator
 from strata.edges.http.errors import install_error_handlers
 from strata.edges.http.metrics import Metrics
+from strata.edges.web import app as web
 
 
 def create_app(settings: CoreSettings, engine: Engine | None = None) -> FastAPI:
@@ -55,6 +56,8 @@ def create_app(settings: CoreSettings, engine: Engine | None = None) -> FastAPI:
         router = feature.router()
         if router is not None:
             app.include_router(router)
+    app.include_router(web.router)  # the web app at / and /ui, over the API above
+    app.mount("/ui/static", web.static_files(), name="ui-static")
 
     @app.get("/health", summary="200 when ready, 503 while models load")
     async def health(request: Request) -> JSONResponse:

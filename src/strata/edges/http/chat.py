@@ -78,7 +78,13 @@ async def chat_completions(
 
 
 def _strata_field(result: TurnResult) -> dict[str, Any]:
-    return {**convert.strata_field(result.served_by, result.timings), **result.report}
+    """Timings, what the request cost (every generation it caused), and each layer's report."""
+    cost = round(sum(g.cost for g in result.generations), 10)
+    return {
+        **convert.strata_field(result.served_by, result.timings),
+        "cost_usd": cost,
+        **result.report,
+    }
 
 
 async def _events(turn: Turn, stream: TurnStream, include_usage: bool) -> AsyncIterator[bytes]:

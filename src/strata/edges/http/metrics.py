@@ -15,6 +15,13 @@ def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _smooth(old: float | None, new: float | None, weight: float = 0.3) -> float | None:
+    """Exponential moving average: recent generations count most, one outlier does not rule."""
+    if new is None:
+        return old
+    return new if old is None else old + weight * (new - old)
+
+
 TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -30,6 +37,8 @@ class Metrics:
             lambda: [0] * (len(TTFT_BUCKETS) + 1)
         )
         self.ttft_sum: defaultdict[str, float] = defaultdict(float)
+        # Smoothed speeds (tokens/s) per model, for the models page: (prompt, generation).
+        self.speed: dict[str, tuple[float | None, float | None]] = {}
         engine.observers.append(self.observe_generation)
 
     def observe_request(self, endpoint: str, model: str, status: int) -> None:
@@ -47,6 +56,12 @@ class Metrics:
         if usage is not None:
             self.tokens_in[model] += usage.prompt_tokens
             self.tokens_out[model] += usage.completion_tokens
+        if timings.tokens_per_s is not None or timings.prompt_tokens_per_s is not None:
+            prompt, gen = self.speed.get(model, (None, None))
+            self.speed[model] = (
+                _smooth(prompt, timings.prompt_tokens_per_s),
+                _smooth(gen, timings.tokens_per_s),
+            )
         if timings.ttft_s is not None:
             buckets = self.ttft_buckets[model]
             for i, bound in enumerate(TTFT_BUCKETS):

@@ -1,5 +1,6 @@
 """``GET /v1/models`` and ``/v1/models/{id}``: the served models and, beside them, the names
-dispatchers answer for (routes such as ``auto``)."""
+dispatchers answer for (routes such as ``auto``). Each served model's card carries strata's
+``stats`` (queue depth, running generations, measured tokens/s), which OpenAI clients ignore."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 
 from strata.core.web import caller, kernel
 from strata.edges.http.errors import ERRORS
+from strata.edges.http.metrics import Metrics
 from strata.edges.http.schemas import ModelList
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
@@ -17,9 +19,18 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
 @router.get("/models", response_model=ModelList, summary="List the served models")
 async def list_models(request: Request) -> ModelList:
     engine = kernel(request).engine
+    metrics: Metrics = request.app.state.metrics
     cards = []
     for name, handle in engine.models.items():
         backend = handle.backend
+        prompt_tps, tps = metrics.speed.get(name, (None, None))
+        stats = {
+            "queue_depth": handle.scheduler.depth,
+            "active": handle.scheduler.active,
+            "generations": metrics.generations.get(name, 0),
+            "tokens_per_s": None if tps is None else round(tps, 2),
+            "prompt_tokens_per_s": None if prompt_tps is None else round(prompt_tps, 2),
+        }
         cards.append(
             {
                 "id": name,
@@ -28,6 +39,8 @@ async def list_models(request: Request) -> ModelList:
                 "owned_by": "strata" if backend.local else "remote",
                 "capabilities": sorted(c.value for c in backend.capabilities),
                 "loaded": backend.loaded,
+                "description": backend.spec.description or None,
+                "stats": stats,
             }
         )
     for name in kernel(request).service.dispatched_names():  # routes such as ``auto``

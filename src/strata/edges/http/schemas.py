@@ -267,6 +267,10 @@ class ModelCard(BaseModel):
     owned_by: str
     capabilities: list[str] = Field(default_factory=list)
     loaded: bool = False
+    description: str | None = None
+    stats: dict[str, float | int | None] | None = Field(
+        None, description="strata: queue depth, running generations, measured tokens/s"
+    )
 
 
 class ModelList(BaseModel):

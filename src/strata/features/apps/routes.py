@@ -117,7 +117,7 @@ async def run(name: str, body: TemplateRun, request: Request, who: CallerDep) ->
             "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.total_tokens,
         },
-        "strata": result.report,
+        "strata": {**result.report, "cost_usd": round(sum(g.cost for g in result.generations), 10)},
     }
 
 

@@ -1,4 +1,5 @@
-"""REST for sessions: create, list, read (with turns), delete, and import turns.
+"""REST for sessions: create, list, read (with turns), rename, delete, import turns, and drop
+the turns from one on (edit-and-resend: the edited message replaces them).
 
 ``POST /v1/sessions/{id}/messages`` appends turns without generating, so a session can start
 from an existing conversation (weeks of history, each turn with its own time and speaker).
@@ -11,7 +12,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from strata.core.web import CallerDep, caller, kernel
@@ -49,6 +50,12 @@ class SessionCreate(BaseModel):
     system: str = Field("", max_length=20_000, description="System prompt for every turn")
     title: str = Field("", max_length=200)
     messages: list[MessageIn] = Field(default_factory=list, description="History to import")
+
+
+class SessionUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str | None = Field(None, max_length=200)
+    system: str | None = Field(None, max_length=20_000)
 
 
 class MessagesIn(BaseModel):
@@ -90,6 +97,27 @@ async def get_session(session_id: str, request: Request, who: CallerDep) -> dict
     session = await asyncio.to_thread(store.get, who.owner, session_id)
     turns = await asyncio.to_thread(store.turns, session.sid)
     return {**session.as_dict(), "turns": [t.as_dict() for t in turns]}
+
+
+@router.patch("/sessions/{session_id}", summary="Rename a session or change its system prompt")
+async def update_session(
+    session_id: str, body: SessionUpdate, request: Request, who: CallerDep
+) -> dict[str, Any]:
+    store, _ = _store(request)
+    session = await asyncio.to_thread(store.update, who.owner, session_id, body.title, body.system)
+    return session.as_dict()
+
+
+@router.delete("/sessions/{session_id}/turns", summary="Delete the turns from one on")
+async def truncate_session(
+    session_id: str,
+    request: Request,
+    who: CallerDep,
+    from_seq: int = Query(..., ge=1, description="First turn to delete (its seq)"),
+) -> dict[str, Any]:
+    store, _ = _store(request)
+    deleted = await asyncio.to_thread(store.truncate, who.owner, session_id, from_seq)
+    return {"id": session_id, "object": "session.turns.deleted", "deleted": deleted}
 
 
 @router.delete("/sessions/{session_id}", summary="Delete a session and all its turns")

@@ -205,6 +205,38 @@ class SessionStore:
             if cursor.rowcount == 0:
                 raise NotFound(f"No session '{id}'.", param="session")
 
+    def update(
+        self, owner: str, id: str, title: str | None = None, system: str | None = None
+    ) -> Session:
+        """Rename a session or change its system prompt; its turns stay as they are."""
+        session = self.get(owner, id)
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE sessions SET title = ?, system = ? WHERE sid = ?",
+                (
+                    session.title if title is None else title,
+                    session.system if system is None else system,
+                    session.sid,
+                ),
+            )
+        return self.get(owner, id)
+
+    def truncate(self, owner: str, id: str, from_seq: int) -> int:
+        """Delete the turns from ``from_seq`` on (an edited message is resent in their place);
+        a summary that covered any of them is dropped, to be rebuilt from what remains.
+        Returns how many turns were deleted."""
+        session = self.get(owner, id)
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM turns WHERE sid = ? AND seq >= ?", (session.sid, from_seq)
+            )
+            if session.summary_upto >= from_seq:
+                conn.execute(
+                    "UPDATE sessions SET summary = '', summary_upto = 0 WHERE sid = ?",
+                    (session.sid,),
+                )
+        return cursor.rowcount
+
     def set_summary(self, sid: int, summary: str, upto: int) -> None:
         with self.db.transaction() as conn:
             conn.execute(

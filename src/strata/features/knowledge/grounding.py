@@ -99,10 +99,16 @@ class KnowledgeLayer:
             )
         top_k = int(turn.options.get("top_k") or self.settings.top_k)
         kb = self._knowledge()
-        hits = await asyncio.to_thread(
-            kb.search, turn.caller.tenant, str(collection), question, top_k
-        )
-        evidence = max((h.similarity or 0.0 for h in hits), default=0.0)
+        where: dict[str, str | int] = {
+            "strata.knowledge.collection": str(collection),
+            "strata.knowledge.top_k": top_k,
+        }
+        with turn.trace.step("retrieval", where) as span:
+            hits = await asyncio.to_thread(
+                kb.search, turn.caller.tenant, str(collection), question, top_k
+            )
+            evidence = max((h.similarity or 0.0 for h in hits), default=0.0)
+            span.set({"strata.knowledge.hits": len(hits), "strata.knowledge.evidence": evidence})
         grounded = bool(hits) and evidence >= self.settings.min_evidence
         if grounded:
             prompt = GROUNDED.format(passages=passages_block(hits), question=question)

@@ -199,12 +199,15 @@ class Router:
                 result.route = _outcome(info)
                 return
             gen = self._scoring_request(turn.gen, signal)
+            span = turn.trace.step(f"chat {model}", _tier_attributes(name, index, model))
             try:
                 answer = await self.collect(model, gen, turn, result, tier_timings)
             except (BackendError, QueueFull) as exc:
                 entry["error"] = exc.message
                 entry["skipped"] = "queue full" if isinstance(exc, QueueFull) else "down"
                 info["degraded"] = True
+                span.fail(exc)
+                span.end()
                 continue
             entry["ran"] = True
             cost = self.costs.cost(model, answer.usage)
@@ -221,6 +224,20 @@ class Router:
             cost += probe.cost
             spent += cost
             entry.update(confidence=round(confidence, 4), cost=round(cost, 10))
+            if span.recording:
+                usage = answer.usage or Usage(0, 0)
+                span.set(
+                    {
+                        "gen_ai.response.model": model,
+                        "gen_ai.usage.input_tokens": usage.prompt_tokens,
+                        "gen_ai.usage.output_tokens": usage.completion_tokens,
+                        "strata.confidence": confidence,
+                        "strata.threshold": thresholds[index],
+                        "strata.cost_usd": cost,
+                        "strata.tier.kept": confidence >= thresholds[index],
+                    }
+                )
+            span.end()
             kept = (index, answer, confidence)  # the biggest tier that answered so far
             if confidence >= thresholds[index]:
                 reason = f"confidence {confidence:.3f} >= threshold {thresholds[index]}"
@@ -281,16 +298,32 @@ class Router:
     ) -> AsyncGenerator[Chunk, None]:
         usage: Usage | None = None
         timings = result.timings
-        async for chunk in self.engine.generate(
-            model, turn.gen, key=turn.caller.queue, timings=tier_timings, record=self._bill(result)
-        ):
-            if timings.ttft_s is None or not entry.get("streamed"):
-                timings.ttft_s = time.perf_counter() - started
-            entry["streamed"] = True
-            if chunk.usage is not None:
-                usage = chunk.usage
-            yield chunk
-        entry.update(ran=True, cost=round(self.costs.cost(model, usage), 10))
+        index = len(self.routes[turn.model].tiers) - 1
+        with turn.trace.step(f"chat {model}", _tier_attributes(turn.model, index, model)) as span:
+            async for chunk in self.engine.generate(
+                model,
+                turn.gen,
+                key=turn.caller.queue,
+                timings=tier_timings,
+                record=self._bill(result),
+            ):
+                if timings.ttft_s is None or not entry.get("streamed"):
+                    timings.ttft_s = time.perf_counter() - started
+                entry["streamed"] = True
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                yield chunk
+            entry.update(ran=True, cost=round(self.costs.cost(model, usage), 10))
+            if span.recording and usage is not None:
+                span.set(
+                    {
+                        "gen_ai.response.model": model,
+                        "gen_ai.usage.input_tokens": usage.prompt_tokens,
+                        "gen_ai.usage.output_tokens": usage.completion_tokens,
+                        "strata.cost_usd": entry["cost"],
+                        "strata.tier.kept": True,
+                    }
+                )
         timings.total_s = time.perf_counter() - started
         timings.queued_s = tier_timings.queued_s
         timings.prompt_tokens_per_s = tier_timings.prompt_tokens_per_s
@@ -318,6 +351,16 @@ class Router:
         answer as long as the lower tier's (the models' tokenizers are taken as alike)."""
         usage = answer.usage or Usage(0, 0)
         return self.costs.price(model).cost(usage)
+
+
+def _tier_attributes(route: str, index: int, model: str) -> dict[str, str | int]:
+    """A tier's span: the GenAI request plus which route and tier it is."""
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": model,
+        "strata.route": route,
+        "strata.tier": index,
+    }
 
 
 def _outcome(info: dict[str, Any]) -> RouteOutcome:

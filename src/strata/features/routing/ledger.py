@@ -95,6 +95,32 @@ class Ledger:
         out["by_route"] = [dict(r) for r in by]
         return out
 
+    def latest(
+        self, limit: int, answered_by: str | None = None, **filters: Any
+    ) -> list[dict[str, Any]]:
+        """The newest rows first (the web app's table), at most ``limit``."""
+        where, params = _where(**filters)
+        if answered_by is not None:
+            where += (" AND" if where else " WHERE") + " answered_by = ?"
+            params.append(answered_by)
+        found = self.db.query(
+            f"SELECT * FROM requests{where} ORDER BY id DESC LIMIT ?", [*params, limit]
+        )
+        return [{**dict(r), "tiers": json.loads(r["tiers"])} for r in found]
+
+    def series(self, bucket_s: int, **filters: Any) -> list[dict[str, Any]]:
+        """Requests, cost and the always-big baseline per ``bucket_s`` seconds, oldest first;
+        buckets without requests are left out."""
+        where, params = _where(**filters)
+        found = self.db.query(
+            "SELECT CAST(ts / ? AS INTEGER) * ? AS start, COUNT(*) AS requests,"
+            " SUM(cost_usd) AS cost_usd, SUM(baseline_usd) AS baseline_usd,"
+            " SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens"
+            f" FROM requests{where} GROUP BY start ORDER BY start",
+            [bucket_s, bucket_s, *params],
+        )
+        return [{**dict(r), "saving_usd": r["baseline_usd"] - r["cost_usd"]} for r in found]
+
     def close(self) -> None:
         self.db.close()
 
