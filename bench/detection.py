@@ -16,7 +16,8 @@ read-out papers use), and the deployed view: threshold and logistic fitted on on
 the pairs (even positions), FPR, TPR and calibration error measured on the other half;
 AUROC by generator, and AUROC when only the first k tokens are scored (what a short text
 would get; in this data the machine text continues the human text's first ~30 tokens, so
-short prefixes understate the detectors). Each text is judged on its first ``--max-tokens``
+short prefixes understate the detectors; the last k tokens, still read in the context of
+the text before them, give the other bound). Each text is judged on its first ``--max-tokens``
 tokens (128 by default, as the shipped detector does; 0 for all): that keeps 300 pairs
 within half an hour on two cores. texts/s per method is estimated from the timed
 forward passes of the models that method needs (the run computes them all at once).
@@ -87,8 +88,11 @@ def short_label(method: Method) -> str:
 def load_pairs(path: Path, limit: int | None, seed: int) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if limit is not None and limit < len(rows):
-        keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
-        rows = [rows[i] for i in keep]
+        # in sampled order: the sample for a smaller limit is a prefix of this one, so a run
+        # cut short has scored (and cached) a complete smaller sample
+        order = list(range(len(rows)))
+        random.Random(seed).shuffle(order)
+        rows = [rows[i] for i in order[:limit]]
     return rows
 
 
@@ -168,12 +172,8 @@ def evaluate(
         gh = [x for x, y, g in zip(oriented, labels, groups, strict=True) if g == group and y == 0]
         gm = [x for x, y, g in zip(oriented, labels, groups, strict=True) if g == group and y == 1]
         by_group[group] = round(auroc(gh, gm), 4)
-    prefixes = {}
-    for k in PREFIXES:
-        pk = [method.machine_likeness(method.score(s.select(slice(0, k)))) for s in stats]
-        ph = [x for x, y in zip(pk, labels, strict=True) if y == 0]
-        pm = [x for x, y in zip(pk, labels, strict=True) if y == 1]
-        prefixes[str(k)] = round(auroc(ph, pm), 4)
+    prefixes = {str(k): _auroc_on(method, stats, labels, slice(0, k)) for k in PREFIXES}
+    suffixes = {str(k): _auroc_on(method, stats, labels, slice(-k, None)) for k in PREFIXES}
     return {
         "config": {"name": method.name, "observer": method.observer, "performer": method.performer},
         "auroc": round(auroc(human, machine), 4),
@@ -195,8 +195,17 @@ def evaluate(
         },
         "auroc_by_group": by_group,
         "auroc_first_k_tokens": prefixes,
+        "auroc_last_k_tokens": suffixes,
         "_raw": raw,
     }
+
+
+def _auroc_on(method: Method, stats: list[TokenStats], labels: list[int], part: slice) -> float:
+    """AUROC when only ``part`` of each text's scored tokens enters the score."""
+    oriented = [method.machine_likeness(method.score(s.select(part))) for s in stats]
+    human = [x for x, y in zip(oriented, labels, strict=True) if y == 0]
+    machine = [x for x, y in zip(oriented, labels, strict=True) if y == 1]
+    return round(auroc(human, machine), 4)
 
 
 def texts_per_second(method: Method, seconds: dict[str, float], computed: int) -> float | None:
@@ -219,7 +228,8 @@ def table(results: dict[str, dict[str, Any]], default: str, pairs: int, wall: fl
         "held-out FPR",
         "held-out TPR",
         "ECE",
-        "AUROC ≤64 tok",
+        "first 64",
+        "last 64",
         "texts/s",
     ):
         t.add_column(col, justify="left" if col == "method" else "right")
@@ -233,13 +243,15 @@ def table(results: dict[str, dict[str, Any]], default: str, pairs: int, wall: fl
             f"{r['heldout']['tpr']:.3f}",
             f"{r['heldout']['ece']:.3f}",
             f"{r['auroc_first_k_tokens']['64']:.3f}",
+            f"{r['auroc_last_k_tokens']['64']:.3f}",
             "cached" if tps is None else f"{tps:.2f}",
         )
     Console(width=140).print(t)
     print(
         "TPR@1%FPR: ROC read-out over all texts; held-out: threshold (1% FPR on human text) and "
         "logistic fitted on the even pairs, measured on the odd ones; ECE of the calibrated "
-        "probability there. texts/s: estimated from the method's own models' passes.",
+        "probability there; first/last 64: AUROC on the first/last 64 scored tokens only. "
+        "texts/s: estimated from the timed passes of the method's own models.",
         file=sys.stderr,
     )
 
@@ -271,10 +283,10 @@ def main() -> None:
     began = time.monotonic()
     home = args.home or Path(os.environ.get("STRATA_HOME") or default_home())
     rows = load_pairs(args.data, args.limit, args.seed)
-    texts = [r["human"] for r in rows] + [r["machine"] for r in rows]
-    labels = [0] * len(rows) + [1] * len(rows)
-    halves = [i % 2 for i in range(len(rows))] * 2  # both texts of a pair in the same half
-    groups = [f"{r['source']}/{r['generator']}" for r in rows] * 2
+    texts = [text for r in rows for text in (r["human"], r["machine"])]
+    labels = [0, 1] * len(rows)
+    halves = [i % 2 for i in range(len(rows)) for _ in (0, 1)]  # a pair stays in one half
+    groups = [f"{r['source']}/{r['generator']}" for r in rows for _ in (0, 1)]
 
     models = [SMALL, BIG]
     scorer = LlamaScorer(

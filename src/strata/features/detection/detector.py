@@ -146,7 +146,12 @@ class Detector:
         missing = [name for name in needed if name not in paths]
         if missing:
             raise ConfigError(f"no GGUF path for detection model(s) {missing}")
-        scorer = LlamaScorer({name: paths[name] for name in needed})
+        # a text is judged on at most max_tokens tokens: one window of that size suffices,
+        # and the logits buffer (window × vocab floats per model) shrinks with it
+        window = min(512, max(16, calibration.max_tokens or 512))
+        scorer = LlamaScorer(
+            {name: paths[name] for name in needed}, window=window, context=window // 4
+        )
         return cls(scorer, calibration, **options)
 
     @classmethod
