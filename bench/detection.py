@@ -46,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import REPO_ROOT, write_json
 
-from strata import catalog
-from strata.config import default_home
+from strata.core import catalog
+from strata.core.settings import default_home
 from strata.features.detection import (
     Calibration,
     LlamaScorer,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from strata.errors import ConfigError, InvalidRequest
+from strata.core.errors import ConfigError, InvalidRequest
 from strata.features.detection import Calibration, Detector, Method, ScoredText, fit
 from strata.features.detection.detector import sentence_spans
 from strata.features.detection.stats import Pair, TokenStats, token_stats

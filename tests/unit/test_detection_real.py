@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from strata import catalog
+from strata.core import catalog
 from strata.features.detection import (
     Detector,
     LlamaScorer,

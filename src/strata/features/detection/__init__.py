@@ -11,28 +11,35 @@ call :class:`Detector` and render :class:`Detection`.
 
 from __future__ import annotations
 
-from strata.features.detection.calibration import (
-    DEFAULT_FPR,
-    Calibration,
-    auroc,
-    fit,
-    threshold_at_fpr,
-    tpr_at_fpr,
-)
-from strata.features.detection.detector import (
-    DEFAULT_MAX_CHARS,
-    DEFAULT_MAX_INPUTS,
-    Decision,
-    Detection,
-    Detector,
-    SentenceScore,
-    bundled_paths,
-    default_calibration,
-    shipped_calibrations,
-)
-from strata.features.detection.methods import METHOD_NAMES, Method, MethodName
-from strata.features.detection.scorer import LlamaScorer, ScoredText, Scorer
-from strata.features.detection.stats import TokenStats, token_stats
+import importlib
+from typing import Any
+
+# Names load on first use (PEP 562): ``strata --help`` loads this feature, not numpy.
+_WHERE = {
+    "Calibration": "calibration",
+    "DEFAULT_FPR": "calibration",
+    "DEFAULT_MAX_CHARS": "settings",
+    "DEFAULT_MAX_INPUTS": "settings",
+    "Decision": "detector",
+    "Detection": "detector",
+    "Detector": "detector",
+    "LlamaScorer": "scorer",
+    "METHOD_NAMES": "methods",
+    "Method": "methods",
+    "MethodName": "methods",
+    "ScoredText": "scorer",
+    "Scorer": "scorer",
+    "SentenceScore": "detector",
+    "TokenStats": "stats",
+    "auroc": "calibration",
+    "bundled_paths": "detector",
+    "default_calibration": "detector",
+    "fit": "calibration",
+    "shipped_calibrations": "detector",
+    "threshold_at_fpr": "calibration",
+    "token_stats": "stats",
+    "tpr_at_fpr": "calibration",
+}
 
 __all__ = [
     "DEFAULT_FPR",
@@ -59,3 +66,9 @@ __all__ = [
     "token_stats",
     "tpr_at_fpr",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'strata.features.detection' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"strata.features.detection.{_WHERE[name]}"), name)

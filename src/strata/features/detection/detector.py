@@ -24,15 +24,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from strata.errors import ConfigError, InvalidRequest
+from strata.core.errors import ConfigError, InvalidRequest
 from strata.features.detection.calibration import Calibration
 from strata.features.detection.scorer import LlamaScorer, ScoredText, Scorer
+from strata.features.detection.settings import DEFAULT_MAX_CHARS, DEFAULT_MAX_INPUTS
 
 Decision = Literal["machine", "human", "too_short"]
 
-DEFAULT_MAX_CHARS = 20_000
-"""Longest text accepted (about 5k tokens; roughly a minute on two CPU cores)."""
-DEFAULT_MAX_INPUTS = 64
 MIN_SENTENCE_TOKENS = 4
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _CALIBRATION_FILE = "calibration.json"
@@ -168,19 +166,7 @@ class Detector:
 
     def check(self, texts: Sequence[str]) -> None:
         """Raise ``InvalidRequest`` naming the limit if the batch or a text is too large."""
-        if len(texts) > self.max_inputs:
-            raise InvalidRequest(
-                f"{len(texts)} texts in one request; the limit is {self.max_inputs}",
-                param="input",
-            )
-        for index, text in enumerate(texts):
-            if len(text) > self.max_chars:
-                where = f"input[{index}]" if len(texts) > 1 else "input"
-                raise InvalidRequest(
-                    f"{where} has {len(text)} characters; the detection limit is "
-                    f"{self.max_chars} characters",
-                    param="input",
-                )
+        check_inputs(texts, self.max_chars, self.max_inputs)
 
     # ---- scoring ----
 
@@ -261,8 +247,25 @@ def default_calibration(method: str | None = None) -> Calibration:
         ) from None
 
 
+def check_inputs(texts: Sequence[str], max_chars: int, max_inputs: int) -> None:
+    """Raise ``InvalidRequest`` naming the limit if the batch or a text is too large (before
+    any model is loaded)."""
+    if len(texts) > max_inputs:
+        raise InvalidRequest(
+            f"{len(texts)} texts in one request; the limit is {max_inputs}", param="input"
+        )
+    for index, text in enumerate(texts):
+        if len(text) > max_chars:
+            where = f"input[{index}]" if len(texts) > 1 else "input"
+            raise InvalidRequest(
+                f"{where} has {len(text)} characters; the detection limit is "
+                f"{max_chars} characters",
+                param="input",
+            )
+
+
 def bundled_paths(home: Path, names: Sequence[str]) -> dict[str, Path]:
     """GGUF paths of bundled models by catalog name, assembled (and verified) on first use."""
-    from strata import catalog
+    from strata.core import catalog
 
     return {name: catalog.assemble(catalog.lookup(name), home) for name in names}

@@ -1,7 +1,7 @@
 """Per-position logits of local GGUF models, reduced to :class:`~.stats.TokenStats`.
 
 The engine's generation path reads only the last position's logits (see
-``strata.models.llama``); detection needs the distribution at *every* position of a text,
+``strata.core.models.llama``); detection needs the distribution at *every* position of a text,
 under every model of a method, and that needs ``logits_all=True``. That costs
 ``n_ctx × vocab × 4`` bytes per model (about 310 MB for Qwen at 512 positions), so a scorer
 owns its own ``Llama`` instances with a small context and walks long texts in windows:
@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from strata.errors import ConfigError, ModelLoadError
+from strata.core.errors import ConfigError, ModelLoadError
 from strata.features.detection.stats import Pair, TokenStats, token_stats
 
 IntArray = npt.NDArray[np.int64]
