@@ -352,11 +352,13 @@ async def first_answer(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         await generate(stack, ChatTurn("small", gen, options={"session": name}))
         seconds = time.perf_counter() - t0
-        busy = bool(dialogue.summariser.tasks)
-        await dialogue.summariser.close()  # the answer's own summary trigger: not measured
+        # Busy: the import's summary had not finished when the answer came (it yielded).
+        # Quiet: the answer's own turn scheduled a summary; neither is measured further.
+        summarised = dialogue.sessions.get(DEFAULT_TENANT, name).summary_upto
+        await dialogue.summariser.close()
         console.print(
-            f"first answer, {'summary running' if background else 'quiet'}: "
-            f"{seconds:.1f}s (summary still running after it: {busy})"
+            f"first answer, {'summary running' if background else 'quiet'}: {seconds:.1f}s"
+            f" (turns summarised when it came: {summarised} of {len(history)})"
         )
         return seconds
 
