@@ -15,7 +15,13 @@ first probe; in service it runs in the background as turns arrive.
 A probe counts as recalled when the answer contains the planted value. Reports recall and
 prompt tokens per probe (median) for both.
 
+Then the time to the first answer right after a long import: the history is imported into a
+fresh session on a kernel whose rolling summary runs on the chat model itself (the default:
+one model, one slot), the summary starts, and ``--head-start`` seconds later the first probe
+is asked; beside it, the same probe in a session with the same history and no background work.
+
     python bench/memory.py --json OUT [--n-ctx 768] [--filler 200] [--no-summary]
+                           [--only-first-answer]
 """
 
 from __future__ import annotations
@@ -316,6 +322,60 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def first_answer(args: argparse.Namespace) -> dict[str, Any]:
+    """Seconds to the first answer after an import, with the import's summary running on the
+    same model vs with nothing else running (same history, same probe, same kernel)."""
+    model = catalog.lookup("qwen2.5-coder-0.5b-instruct")
+    models_home = Path(args.home) if args.home else default_home()
+    path = catalog.models_dir(models_home) / model.filename
+    state = Path(tempfile.mkdtemp(prefix="strata-first-"))
+    settings = Settings(
+        home=state,
+        bundled_models=False,
+        default_model="small",
+        models={"small": ModelSpec(path=path, n_ctx=args.first_ctx, n_threads=args.threads)},
+        dialogue=DialogueSettings(summary=True, summary_max_tokens=100, summary_batch=24),
+    )
+    stack = Kernel(settings)
+    dialogue = stack.feature("dialogue", Dialogue)
+    history, plan = script(args.filler)
+    question = plan[0][1]
+    await generate(stack, ChatTurn("small", request([{"role": "user", "content": "hi"}], 4)))
+
+    async def ask(name: str, background: bool) -> float:
+        session = dialogue.sessions.create(DEFAULT_TENANT, name, system=SYSTEM)
+        dialogue.sessions.append(session, history)
+        if background:
+            dialogue.summariser.schedule(session.sid, "small")
+            await asyncio.sleep(args.head_start)
+        gen = request([{"role": "user", "content": question}], args.max_tokens)
+        t0 = time.perf_counter()
+        await generate(stack, ChatTurn("small", gen, options={"session": name}))
+        seconds = time.perf_counter() - t0
+        # Busy: the import's summary had not finished when the answer came (it yielded).
+        # Quiet: the answer's own turn scheduled a summary; neither is measured further.
+        summarised = dialogue.sessions.get(DEFAULT_TENANT, name).summary_upto
+        await dialogue.summariser.close()
+        console.print(
+            f"first answer, {'summary running' if background else 'quiet'}: {seconds:.1f}s"
+            f" (turns summarised when it came: {summarised} of {len(history)})"
+        )
+        return seconds
+
+    quiet = await ask("quiet", False)
+    busy = await ask("busy", True)
+    await stack.shutdown()
+    return {
+        "quiet_s": round(quiet, 2),
+        "with_summary_s": round(busy, 2),
+        "ratio": round(busy / quiet, 2),
+        "imported_turns": len(history),
+        "head_start_s": args.head_start,
+        "n_ctx": args.first_ctx,
+        "question": question,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="Write the results here")
@@ -335,8 +395,26 @@ def main() -> None:
         default=True,
         help="Write the rolling summary (--no-summary: retrieval and recent turns only)",
     )
+    parser.add_argument(
+        "--first-ctx", type=int, default=2048, help="Window of the model in the first-answer run"
+    )
+    parser.add_argument(
+        "--head-start", type=float, default=3.0, help="Seconds the summary runs before the probe"
+    )
+    parser.add_argument("--only-first-answer", action="store_true", help="Skip the recall run")
     args = parser.parse_args()
+    first = asyncio.run(first_answer(args))
+    Console().print(
+        f"first answer after a {first['imported_turns']}-turn import: "
+        f"{first['with_summary_s']:.1f}s with the summary running vs {first['quiet_s']:.1f}s "
+        f"with no background work ({first['ratio']:.2f}x; target <= 2x)"
+    )
+    if args.only_first_answer:
+        if args.json:
+            write_json(args.json, {"first_answer": first})
+        return
     result = asyncio.run(run(args))
+    result["first_answer"] = first
     table = Table("mode", "recall", "prompt tokens / turn (median)", "s / turn")
     for mode in ("memory", "window"):
         f = result[mode]

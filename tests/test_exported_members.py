@@ -72,6 +72,7 @@ def test_error_statuses() -> None:
         strata.ModelLoadError: 500,
         strata.UpstreamError: 502,
         strata.BackendUnavailable: 503,
+        strata.Preempted: 503,
         strata.BackendTimeout: 504,
     }
     for cls, status in expected.items():

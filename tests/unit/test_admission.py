@@ -285,3 +285,71 @@ def test_concurrency_is_never_exceeded() -> None:
         assert not s._waiting
 
     run(go)
+
+
+# ---- background work: behind users, and yields to them ----
+
+
+def test_background_waits_behind_every_user() -> None:
+    async def go() -> None:
+        s = FairScheduler(concurrency=1, max_queue=4)
+        await s.acquire("a")
+        served: list[str] = []
+        tasks = [asyncio.create_task(waiter_bg(s, "bg", "bg1", served))]
+        await settle()
+        tasks += [asyncio.create_task(waiter(s, k, k, served)) for k in ("u1", "u2")]
+        await settle()
+        assert s.depth == 3 and s.interactive_depth == 2
+        s.release()
+        await asyncio.gather(*tasks)
+        assert served == ["u1", "u2", "bg1"]
+        assert (s.active, s.depth) == (0, 0)
+
+    run(go)
+
+
+async def waiter_bg(s: FairScheduler, key: str, name: str, served: list[str]) -> None:
+    await s.acquire(key, background=True)
+    served.append(name)
+    s.release()
+
+
+def test_background_never_costs_a_user_a_429() -> None:
+    async def go() -> None:
+        s = FairScheduler(concurrency=1, max_queue=1)
+        await s.acquire("a")
+        bg = [asyncio.create_task(s.acquire("bg", background=True)) for _ in range(3)]
+        await settle()
+        user = asyncio.create_task(s.acquire("u"))
+        await settle()
+        assert not user.done() and s.interactive_depth == 1
+        with pytest.raises(QueueFull):
+            await s.acquire("v")
+        for _ in range(4):
+            s.release()
+            await settle()
+        await asyncio.gather(user, *bg)
+        assert s.active == 1 and s.depth == 0
+
+    run(go)
+
+
+def test_user_arrival_asks_the_background_holder_to_yield() -> None:
+    async def go() -> None:
+        s = FairScheduler(concurrency=1, max_queue=4)
+        async with s.slot("bg", background=True) as lease:
+            assert lease.background and not lease.preempted
+            user = asyncio.create_task(s.acquire("u"))
+            await settle()
+            assert lease.preempted and not user.done()
+        await user
+        s.release()  # the user's slot
+        assert (s.active, s.depth) == (0, 0)
+        async with s.slot("u") as lease:
+            other = asyncio.create_task(s.acquire("v"))
+            await settle()
+            assert not lease.preempted  # users never preempt users
+        await other
+        s.release()
+
+    run(go)

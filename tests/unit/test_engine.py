@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from strata.core.engine import Engine, Timings
-from strata.core.errors import BackendError, ContextWindowExceeded, InvalidRequest, ModelNotFound
+from strata.core.errors import (
+    BackendError,
+    ContextWindowExceeded,
+    InvalidRequest,
+    ModelNotFound,
+    Preempted,
+)
 from strata.core.models.base import Chunk, GenerationRequest, ResponseFormat, SamplingParams, Usage
 from strata.core.settings import ModelSpec, Settings
 from strata.edges.cli.client import LocalClient
-from tests.conftest import fake
+from tests.conftest import fake, fake_settings
 
 
 def chat(**params: Any) -> GenerationRequest:
@@ -166,3 +173,33 @@ def test_local_client(settings: Settings) -> None:
         await client.close()
 
     run(go)
+
+
+def test_background_generation_yields_to_a_user(tmp_path: Path) -> None:
+    """A long background generation on a one-slot model stops at its next token when a user
+    asks, the user is answered after one token's wait, and the background caller is told."""
+    settings = fake_settings(tmp_path)
+
+    async def go() -> None:
+        engine = Engine(settings)
+        slow = fake(engine, "slow")
+        slow.enqueue(" ".join(["word"] * 200), "answer")
+        background_timings, user_timings = Timings(), Timings()
+
+        async def background() -> None:
+            async for _ in engine.generate(
+                "slow", chat(), key="bg", timings=background_timings, background=True
+            ):
+                pass
+
+        task = asyncio.create_task(background())
+        await asyncio.sleep(0.12)  # a couple of tokens in
+        stream = engine.generate("slow", chat(), timings=user_timings)
+        text = "".join([c.text async for c in stream])
+        assert text == "answer"
+        assert user_timings.queued_s < 0.05 * 3  # one token of the background work, not 200
+        with pytest.raises(Preempted):
+            await task
+        assert slow.cancelled == 1
+
+    asyncio.run(go())

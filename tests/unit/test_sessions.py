@@ -342,3 +342,48 @@ def test_session_chat_streams_and_stores(keyed: LiveServer) -> None:
             ("user", "hello"),
             ("assistant", "ok"),
         ]
+
+
+def test_import_summary_does_not_delay_the_next_answer(tmp_path: Path) -> None:
+    """The rolling summary of a long import runs on the chat model's only slot; the first
+    question waits for one token of it, not for the summary, and the summary still finishes."""
+    # Every answer is 30 tokens at 20 ms: a summary step takes 0.6 s, a question (8 tokens
+    # at most) 0.16 s.
+    output = " ".join(["summary"] * 30)
+    models = {
+        "chat": ModelSpec(
+            backend="fake", n_ctx=4000, options={"delay_s": 0.02, "default_output": output}
+        ),
+    }
+    settings = Settings(
+        home=tmp_path / "home",
+        bundled_models=False,
+        models=models,
+        default_model="chat",
+        dialogue=DialogueSettings(
+            recent_turns=4, summary_batch=6, summary_step_tokens=200, summary_max_tokens=40
+        ),
+    )
+
+    async def go() -> None:
+        stack = Stack(settings)
+        backend = fake(stack.engine, "chat")
+        session = stack.sessions.create(DEFAULT_TENANT, "imp")
+        stack.sessions.append(session, [NewTurn("user", filler(i)) for i in range(30)])
+        stack.summariser.schedule(session.sid, "chat")
+        await asyncio.sleep(0.1)  # the summary holds the slot
+        assert backend.calls and stack.summariser.tasks
+        turn = chat_turn("first question", "imp")
+        assert await run_turn(stack, turn)
+        assert turn.result.timings.queued_s < 0.1  # one background token, not a 0.6 s step
+        assert stack.summariser.tasks, "the summary is still to finish"
+        await stack.summariser.settle()
+        stored = stack.sessions.get(DEFAULT_TENANT, "imp")
+        assert stored.summary_upto >= 30 - 4 - 6 + 1  # caught up after yielding
+        assert backend.cancelled >= 1
+        # Each step read at most the step budget: several steps, not one huge prompt.
+        summary_calls = [c for c in backend.calls if "New messages:" in str(c.messages)]
+        assert len(summary_calls) >= 3, len(summary_calls)
+        await stack.shutdown()
+
+    asyncio.run(go())

@@ -1,9 +1,17 @@
-"""Admission control: a bounded wait queue per model, fair between API keys.
+"""Admission control: a bounded wait queue per model, fair between API keys, users first.
 
 A local model runs one generation at a time, so under load requests wait. They wait FIFO
 within one key and round-robin between keys, so one client sending a burst cannot starve
 another. Past ``max_queue`` waiting requests the caller gets ``QueueFull`` (HTTP 429) with a
 ``retry_after`` estimated from recent service times, instead of an unbounded wait.
+
+Background work (a session's rolling summary, later distillation and re-indexing) asks for a
+slot with ``background=True``. It is served only when no interactive request waits, and while
+it holds a slot an interactive arrival asks it to yield: its ``Lease.preempted`` turns true,
+and the engine stops that generation at its next token (``Preempted``), so a user waits for at
+most one step of background work (its prompt's prefill and one token), never for a whole
+summary. Background waiters are not counted against ``max_queue``: they are bounded by the
+work that scheduled them (one summary task per session), and must never cost a user a 429.
 """
 
 from __future__ import annotations
@@ -13,8 +21,20 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from strata.core.errors import QueueFull
+
+Waiters = OrderedDict[str, deque[asyncio.Future[None]]]
+
+
+@dataclass
+class Lease:
+    """One held slot; ``preempted`` is set when a user is waiting for a background holder's
+    slot (interactive leases are never preempted)."""
+
+    background: bool = False
+    preempted: bool = False
 
 
 class FairScheduler:
@@ -22,71 +42,106 @@ class FairScheduler:
         self.concurrency = concurrency
         self.max_queue = max_queue
         self.active = 0
-        self._waiting: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
+        self._waiting: Waiters = OrderedDict()  # interactive, served first
+        self._background: Waiters = OrderedDict()
         self._depth = 0
+        self._background_depth = 0
+        self._running_background: list[Lease] = []
         self._mean_service_s = 1.0
 
     @property
     def depth(self) -> int:
-        """Requests waiting (not running)."""
+        """Requests waiting (not running), interactive and background."""
+        return self._depth + self._background_depth
+
+    @property
+    def interactive_depth(self) -> int:
+        """Interactive requests waiting: what ``max_queue`` bounds."""
         return self._depth
 
     def retry_after(self) -> float:
         """Seconds until a slot is likely free: the queue ahead times the mean service time."""
         return max(1.0, (self._depth + 1) * self._mean_service_s / self.concurrency)
 
-    async def acquire(self, key: str) -> None:
-        if self.active < self.concurrency and self._depth == 0:
+    async def acquire(self, key: str, *, background: bool = False) -> None:
+        if self.active < self.concurrency and self.depth == 0:
             self.active += 1
             return
-        if self._depth >= self.max_queue:
+        if not background and self._depth >= self.max_queue:
             raise QueueFull(
                 f"model is busy: {self._depth} requests already waiting (limit "
                 f"{self.max_queue}); retry after {self.retry_after():.0f}s",
                 retry_after=self.retry_after(),
             )
+        waiters = self._background if background else self._waiting
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(key, deque()).append(future)
-        self._depth += 1
+        waiters.setdefault(key, deque()).append(future)
+        self._count(background, +1)
+        if not background:
+            self._ask_background_to_yield()
         try:
             await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 self.release()  # the slot was handed to us just as we gave up: pass it on
             else:
-                self._forget(key, future)
+                self._forget(waiters, key, future, background)
             raise
 
-    def _forget(self, key: str, future: asyncio.Future[None]) -> None:
-        queue = self._waiting.get(key)
+    def _count(self, background: bool, step: int) -> None:
+        if background:
+            self._background_depth += step
+        else:
+            self._depth += step
+
+    def _ask_background_to_yield(self) -> None:
+        """A user waits: the oldest background holder not yet asked stops at its next token."""
+        for lease in self._running_background:
+            if not lease.preempted:
+                lease.preempted = True
+                return
+
+    def _forget(
+        self, waiters: Waiters, key: str, future: asyncio.Future[None], background: bool
+    ) -> None:
+        queue = waiters.get(key)
         if queue is not None and future in queue:
             queue.remove(future)
-            self._depth -= 1
+            self._count(background, -1)
             if not queue:
-                del self._waiting[key]
+                del waiters[key]
 
     def release(self) -> None:
-        """Hand the slot to the next key in turn, or free it."""
-        while self._waiting:
-            key, queue = next(iter(self._waiting.items()))
-            future = queue.popleft()
-            self._depth -= 1
-            if queue:
-                self._waiting.move_to_end(key)
-            else:
-                del self._waiting[key]
-            if not future.done():
-                future.set_result(None)
-                return
+        """Hand the slot to the next interactive key in turn, else to background work, or
+        free it."""
+        for waiters, background in ((self._waiting, False), (self._background, True)):
+            while waiters:
+                key, queue = next(iter(waiters.items()))
+                future = queue.popleft()
+                self._count(background, -1)
+                if queue:
+                    waiters.move_to_end(key)
+                else:
+                    del waiters[key]
+                if not future.done():
+                    future.set_result(None)
+                    return
         self.active -= 1
 
     @asynccontextmanager
-    async def slot(self, key: str) -> AsyncIterator[None]:
-        await self.acquire(key)
+    async def slot(self, key: str, *, background: bool = False) -> AsyncIterator[Lease]:
+        await self.acquire(key, background=background)
+        lease = Lease(background=background)
+        if background:
+            self._running_background.append(lease)
+            # Users that queued while this waited for the slot still come first.
+            lease.preempted = self._depth > 0
         started = time.perf_counter()
         try:
-            yield
+            yield lease
         finally:
+            if background:
+                self._running_background.remove(lease)
             elapsed = time.perf_counter() - started
             self._mean_service_s = 0.8 * self._mean_service_s + 0.2 * elapsed
             self.release()

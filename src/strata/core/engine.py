@@ -14,7 +14,13 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 from strata.core.admission import FairScheduler
-from strata.core.errors import BackendError, InvalidRequest, ModelNotFound, StrataError
+from strata.core.errors import (
+    BackendError,
+    InvalidRequest,
+    ModelNotFound,
+    Preempted,
+    StrataError,
+)
 from strata.core.models.base import Backend, Capability, Chunk, GenerationRequest, Usage
 from strata.core.models.registry import create_backend
 from strata.core.settings import CoreSettings
@@ -181,10 +187,13 @@ class Engine:
         key: str = "",
         timings: Timings,
         record: Callable[[str, Usage], None] | None = None,
+        background: bool = False,
     ) -> AsyncGenerator[Chunk, None]:
         """Admit, run and account for one generation on model ``name``; ``key`` names the
         caller's fair queue, ``record`` (a chat turn's bill) is told the usage once known, or
-        what was generated when the consumer stopped early."""
+        what was generated when the consumer stopped early. ``background`` work waits behind
+        every user's request and raises ``Preempted`` at its next token when a user's request
+        arrives for its slot."""
         handle = self.get(name)
         self.check(handle, request)
         started = time.perf_counter()
@@ -192,13 +201,15 @@ class Engine:
         pieces = 0
         error: BaseException | None = None
         try:
-            async with handle.scheduler.slot(key):
+            async with handle.scheduler.slot(key, background=background) as lease:
                 handle.last_used = time.monotonic()
                 timings.queued_s = time.perf_counter() - started
                 run_start = time.perf_counter()
                 stream = handle.backend.generate(request)
                 try:
                     async for chunk in stream:
+                        if lease.preempted:
+                            raise Preempted(f"background work on '{name}' yielded to a user")
                         now = time.perf_counter()
                         if chunk.text:
                             pieces += 1

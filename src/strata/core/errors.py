@@ -19,6 +19,8 @@ OpenAI's error body in one place (``strata.edges.http.errors``), keyed on type, 
     │   ├── QueueFull               429: the model's wait queue is at its bound
     │   ├── RateLimited             429: the key's requests or tokens per minute are used up
     │   └── QuotaExceeded           429: the key's budget for this period is spent
+    ├── Preempted                   503: background work stopped so a user's request runs
+    │                                   (only background callers see it; they retry later)
     └── BackendError                the model's fault (HTTP 5xx)
         ├── ModelLoadError          500: weights missing, corrupt, or out of memory
         ├── BackendUnavailable      503: remote unreachable after retries, or still loading
@@ -134,6 +136,14 @@ class QuotaExceeded(RequestError):
     def __init__(self, message: str, *, resets_at: float | None) -> None:
         super().__init__(message)
         self.resets_at = resets_at
+
+
+class Preempted(StrataError):
+    """A background generation gave its slot to a user's request (see ``core.admission``);
+    what it produced so far is discarded and the work is retried when the model is idle."""
+
+    status_code = 503
+    code = "preempted"
 
 
 class BackendError(StrataError):

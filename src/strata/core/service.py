@@ -193,6 +193,7 @@ class ChatService:
             turn.model,
             turn.gen,
             key=turn.caller.queue,
+            background=turn.background,
             timings=result.timings,
             record=lambda model, usage: result.generations.append(
                 Generation(model, usage, self.price(model, usage) if self.price else 0.0)

@@ -138,6 +138,12 @@ class DialogueSettings(BaseModel):
         16, ge=1, description="Summarise once this many turns have left the recent window"
     )
     summary_max_tokens: int = Field(200, ge=16, description="Longest summary, in tokens")
+    summary_step_tokens: int = Field(
+        512,
+        ge=64,
+        description="Most prompt tokens one summary step reads (summary, new turns and the "
+        "summary it writes): bounds how long a user's request waits behind it",
+    )
     templates_dir: Path | None = Field(
         None, description="Folder of user templates (*.toml); default: <home>/templates"
     )

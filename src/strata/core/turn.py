@@ -63,6 +63,9 @@ class Turn:
     complete: Callable[[GenerationRequest], Awaitable[str]] | None = None
     # The request's span (``strata.core.tracing``); layers and dispatchers open steps in it.
     trace: Span = NO_SPAN
+    # Work nobody is waiting for (a rolling summary): queued behind users' requests and
+    # preempted by them (``core.admission``).
+    background: bool = False
 
     def __post_init__(self) -> None:
         if not self.sent:

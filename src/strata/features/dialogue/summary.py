@@ -4,9 +4,12 @@ When it runs: after a turn is stored (an answer, or imported messages), in a bac
 once ``summary_batch`` turns have fallen out of the recent window since the last summary.
 It never delays an answer: the reply is already sent, and the prompt builder uses whatever
 summary is stored at that moment (turns not yet summarised are still reachable by retrieval).
-The summary model queues under its own admission key, so it takes turns with users on a
-shared local model instead of going first. One task per session at a time; a failure is
-logged and retried at the next trigger.
+Summaries are background work (``Turn.background``): they wait behind every user's request on
+the model, and a user's request arriving while one runs stops it at its next token
+(``Preempted``); the step is retried once the model is free. Each step folds in at most
+``summary_step_tokens`` of prompt, so a user waits for at most one bounded prefill, however long
+the imported history. One task per session at a time; a failure is logged and retried at the
+next trigger.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from strata.core.errors import StrataError
+from strata.core.errors import Preempted, StrataError
 from strata.core.models.base import Backend, GenerationRequest, SamplingParams
 from strata.core.service import ChatService
 from strata.core.settings import DialogueSettings
@@ -88,7 +91,10 @@ class Summariser:
                     return
                 pending = await asyncio.to_thread(self.store.turns, sid, session.summary_upto, upto)
                 batch = self._batch(model, session.summary, pending)
-                text = await self._summarise(model, session.summary, batch)
+                try:
+                    text = await self._summarise(model, session.summary, batch)
+                except Preempted:
+                    continue  # a user needed the model; this step queues again behind users
                 await asyncio.to_thread(self.store.set_summary, sid, text, batch[-1].seq)
         except StrataError as exc:
             log.warning("session summary failed (retried later): %s", exc.message)
@@ -98,10 +104,13 @@ class Summariser:
         return handle.backend if handle is not None else None
 
     def _batch(self, model: str, summary: str, pending: list[Turn]) -> list[Turn]:
-        """As many pending turns (at least one) as fit half the summary model's window."""
+        """As many pending turns (at least one) as fit half the summary model's window and
+        the step budget (``summary_step_tokens``: the most a user may wait behind)."""
         backend = self._backend(model)
         window = (backend.context_window if backend else None) or self.settings.default_window
-        room = window // 2 - self.settings.summary_max_tokens
+        room = (
+            min(window // 2, self.settings.summary_step_tokens) - self.settings.summary_max_tokens
+        )
         count = backend.count_tokens if backend else (lambda s: len(s) // 3 + 1)
         used = count(summary)
         batch: list[Turn] = []
@@ -127,5 +136,6 @@ class Summariser:
             ],
             params=SamplingParams(temperature=0.0, max_tokens=self.settings.summary_max_tokens),
         )
-        text = await self.service.complete(ChatTurn(model, gen, Caller(queue=SUMMARY_KEY)))
+        turn = ChatTurn(model, gen, Caller(queue=SUMMARY_KEY), background=True)
+        text = await self.service.complete(turn)
         return text.strip()
