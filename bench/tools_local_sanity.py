@@ -22,10 +22,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from strata.core.tools.grammar import plan_tool_decoding, tool_specs
+from strata.core.tools.parsing import parse_tool_calls
+from strata.core.tools.template import ToolPromptRenderer
 from strata.features.tools.bfcl import calls_from_openai, check_item, openai_tools
-from strata.features.tools.chat_template import ToolPromptRenderer
-from strata.features.tools.parsing import parse_tool_calls
-from strata.features.tools.schema_grammar import plan_tool_decoding, tool_specs
 
 CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance")
 
@@ -85,26 +85,9 @@ def main() -> None:
     parser.add_argument("--modes", default="free,auto,required")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)
-    parser.add_argument(
-        "--repack",
-        action="store_true",
-        help="let llama.cpp repack weights (AMX/extra buffer types); off by default: on a "
-        "host that advertises AMX without enabling it, batched decoding dies of SIGILL",
-    )
     args = parser.parse_args()
 
-    import llama_cpp
     from llama_cpp import Llama
-
-    if not args.repack:
-        defaults = llama_cpp.llama_model_default_params
-
-        def no_extra_buffers() -> Any:
-            params = defaults()
-            params.use_extra_bufts = False
-            return params
-
-        llama_cpp.llama_cpp.llama_model_default_params = no_extra_buffers
 
     llm = Llama(model_path=str(args.model), n_ctx=4096, n_threads=args.threads, verbose=False)
     template = str(llm.metadata["tokenizer.chat_template"])

@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from strata.errors import InvalidRequest
-from strata.features.tools.bfcl import openai_tools, reference_calls
-from strata.features.tools.gbnf import gbnf_literal, schema_to_gbnf
-from strata.features.tools.schema_grammar import (
+from strata.core.errors import InvalidRequest
+from strata.core.tools.gbnf import gbnf_literal, schema_to_gbnf
+from strata.core.tools.grammar import (
     TOOL_CALL_OPEN,
     ToolSpec,
     normalize_schema,
@@ -23,6 +22,7 @@ from strata.features.tools.schema_grammar import (
     tool_spec,
     tool_specs,
 )
+from strata.features.tools.bfcl import openai_tools, reference_calls
 from tests.unit.tools_helpers import GrammarProbe, small_vocab
 
 BFCL = Path(__file__).resolve().parents[3] / "shared" / "data" / "tools" / "bfcl.dev.jsonl"

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from strata.errors import InvalidRequest
-from strata.features.tools.chat_template import ToolPromptRenderer, template_messages
-from strata.features.tools.parsing import arguments_object, new_call_id, parse_tool_calls
-from strata.features.tools.schema_grammar import tool_specs
+from strata.core.errors import InvalidRequest
+from strata.core.tools.grammar import tool_specs
+from strata.core.tools.parsing import arguments_object, new_call_id, parse_tool_calls
+from strata.core.tools.template import ToolPromptRenderer, template_messages
 from tests.unit.tools_helpers import small_model_path
 
 TOOLS = ["get_weather", "get_time"]

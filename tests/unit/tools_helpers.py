@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from strata import catalog
-from strata.config import default_home
+from strata.core import catalog
+from strata.core.settings import default_home
 
 # Read at import, before the autouse fixture points the data directory at tmp_path.
 MODELS_HOME = Path(os.environ.get("STRATA_HOME") or default_home())

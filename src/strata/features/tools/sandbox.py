@@ -48,7 +48,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from strata.errors import ConfigError, QueueFull
+from strata.core.errors import ConfigError, QueueFull
 
 LimitName = Literal["wall_time", "cpu_time", "memory", "processes", "output", "disk"]
 

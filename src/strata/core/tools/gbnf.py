@@ -5,7 +5,7 @@ copy of llama.cpp's example script) asserts on schemas clients send every day (a
 with only a description, Gorilla's ``dict``/``float``/``tuple``/``any``), writes ``\\`` in a
 property name or enum value unescaped into the grammar, lets raw control characters into
 strings (invalid JSON), and importing it loads the native library. This one takes a schema
-already normalised by :mod:`strata.features.tools.schema_grammar` and never fails on it.
+already normalised by :mod:`strata.core.tools.grammar` and never fails on it.
 
 What the grammar enforces: types, ``enum``/``const``, object properties in declared order
 (required ones always present; no undeclared keys unless ``additionalProperties`` allows

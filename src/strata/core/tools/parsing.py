@@ -17,11 +17,11 @@ import json
 import re
 import secrets
 import string
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from strata.features.tools.schema_grammar import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+from strata.core.tools.grammar import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
 Source = Literal["none", "native", "fenced", "bare"]
 
@@ -156,3 +156,37 @@ def arguments_object(arguments: Any) -> Any:
         decoded = _loads(arguments)
         return decoded if decoded is not None else arguments
     return arguments
+
+
+def call_deltas(calls: Sequence[Mapping[str, Any]], start: int = 0) -> list[dict[str, Any]]:
+    """Complete calls as streamed deltas (OpenAI's chunk shape: each with its ``index``)."""
+    return [{"index": start + i, **call} for i, call in enumerate(calls)]
+
+
+def merge_call_deltas(
+    calls: list[dict[str, Any]], deltas: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Fold streamed ``tool_calls`` deltas into complete calls, as OpenAI's SDK does: a delta
+    with a new ``index`` starts a call, later ones append to its ``arguments``. A delta
+    without an index (a non-streamed message's call) is a complete call of its own."""
+    by_index = {i: call for i, call in enumerate(calls)}
+    for delta in deltas:
+        index = delta.get("index")
+        if not isinstance(index, int):
+            calls.append({k: v for k, v in delta.items() if k != "index"})
+            continue
+        call = by_index.get(index)
+        function = delta.get("function") or {}
+        if call is None:
+            call = {
+                "id": delta.get("id") or new_call_id(),
+                "type": delta.get("type") or "function",
+                "function": {"name": "", "arguments": ""},
+            }
+            by_index[index] = call
+            calls.append(call)
+        elif delta.get("id"):
+            call["id"] = delta["id"]
+        call["function"]["name"] += function.get("name") or ""
+        call["function"]["arguments"] += function.get("arguments") or ""
+    return calls

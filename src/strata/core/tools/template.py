@@ -18,12 +18,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from strata.errors import InvalidRequest
-from strata.features.tools.parsing import arguments_object
-from strata.features.tools.schema_grammar import ToolSpec
+from strata.core.errors import InvalidRequest
+from strata.core.tools.grammar import ToolSpec
+from strata.core.tools.parsing import arguments_object
 
 
-def _text(content: Any) -> str:
+def _text(content: Any, model: str) -> str:
     if content is None:
         return ""
     if isinstance(content, str):
@@ -32,17 +32,20 @@ def _text(content: Any) -> str:
         parts = []
         for part in content:
             if not isinstance(part, Mapping) or part.get("type") != "text":
-                raise InvalidRequest("this model accepts only text content", param="messages")
+                raise InvalidRequest(f"model '{model}' accepts only text content", param="messages")
             parts.append(str(part.get("text") or ""))
         return "".join(parts)
     raise InvalidRequest("message content must be a string or a list of parts", param="messages")
 
 
-def template_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """OpenAI chat messages in the shape chat templates read."""
+def template_messages(
+    messages: Sequence[Mapping[str, Any]], model: str = "this model"
+) -> list[dict[str, Any]]:
+    """OpenAI chat messages in the shape chat templates read (``model`` names the model in
+    the 400 for content that is not text)."""
     out = []
     for message in messages:
-        item: dict[str, Any] = {**message, "content": _text(message.get("content"))}
+        item: dict[str, Any] = {**message, "content": _text(message.get("content"), model)}
         calls = message.get("tool_calls")
         if calls:
             item["tool_calls"] = [

@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from strata.errors import InvalidRequest
-from strata.features.tools.gbnf import GrammarBuilder, Schema, gbnf_literal, resolve_ref
+from strata.core.errors import InvalidRequest
+from strata.core.tools.gbnf import GrammarBuilder, Schema, gbnf_literal, resolve_ref
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
@@ -307,6 +307,7 @@ class ToolDecoding:
     trigger: str | None = None
     continuation: str | None = None
     grammar_lazy: str | None = None
+    parallel: bool = True  # more than one call allowed (OpenAI's parallel_tool_calls)
 
 
 def plan_tool_decoding(
@@ -325,7 +326,7 @@ def plan_tool_decoding(
                 f"tool_choice names no tool of this request: {name!r}", param="tool_choice"
             )
         grammar = tool_call_grammar(chosen, parallel=parallel_tool_calls)
-        return ToolDecoding("required", specs, grammar=grammar)
+        return ToolDecoding("required", specs, grammar=grammar, parallel=parallel_tool_calls)
     if tool_choice not in ("none", "auto", "required"):
         raise InvalidRequest(f"unknown tool_choice {tool_choice!r}", param="tool_choice")
     if tool_choice == "none" or not specs:
@@ -333,9 +334,8 @@ def plan_tool_decoding(
             raise InvalidRequest("tool_choice 'required' needs tools", param="tool_choice")
         return ToolDecoding("none", specs, stop=(TOOL_CALL_OPEN,))
     if tool_choice == "required":
-        return ToolDecoding(
-            "required", specs, grammar=tool_call_grammar(specs, parallel=parallel_tool_calls)
-        )
+        grammar = tool_call_grammar(specs, parallel=parallel_tool_calls)
+        return ToolDecoding("required", specs, grammar=grammar, parallel=parallel_tool_calls)
     return ToolDecoding(
         "auto",
         specs,
@@ -343,4 +343,5 @@ def plan_tool_decoding(
         trigger=TOOL_CALL_OPEN,
         continuation=tool_call_grammar(specs, parallel=parallel_tool_calls, after_open=True),
         grammar_lazy=tool_call_grammar(specs, parallel=parallel_tool_calls),
+        parallel=parallel_tool_calls,
     )
