@@ -72,6 +72,7 @@ bench: models  ## every benchmark; results in bench/results/
 	$(BIN)/python bench/routing.py --json bench/results/routing.json
 	$(BIN)/python bench/retrieval.py --json bench/results/retrieval.json
 	$(BIN)/python bench/tracing_overhead.py --json bench/results/tracing_overhead.json
+	$(BIN)/python bench/tools.py --data ../shared/data/tools/bfcl.dev.jsonl --json bench/results/tools.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -31,6 +31,13 @@ WEATHER: Any = [
 ASK: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
+@pytest.fixture
+def sdk(real_server: LiveServer) -> openai.OpenAI:
+    """A patient client: a constrained call is sent whole, once generated, and the shared
+    two-core machine can take minutes for it under load."""
+    return openai.OpenAI(base_url=real_server.url, api_key="x", max_retries=0, timeout=600)
+
+
 def test_sdk_named_tool_non_stream(sdk: openai.OpenAI) -> None:
     r = sdk.chat.completions.create(
         model="small",
@@ -84,7 +91,13 @@ def test_langchain_bind_tools(real_server: LiveServer) -> None:
         return "sunny"
 
     llm = langchain_openai.ChatOpenAI(
-        model="small", base_url=real_server.url, api_key="x", temperature=0, max_tokens=48
+        model="small",
+        base_url=real_server.url,
+        api_key="x",
+        temperature=0,
+        max_tokens=48,
+        timeout=600,
+        max_retries=0,
     )
     message = llm.bind_tools([get_weather], tool_choice="get_weather").invoke(
         "What is the weather in Paris?"
@@ -105,7 +118,7 @@ def test_agents_sdk_chat_completions_model(real_server: LiveServer) -> None:
         asked.append(city)
         return f"It is sunny in {city}."
 
-    client = openai.AsyncOpenAI(base_url=real_server.url, api_key="x", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=real_server.url, api_key="x", max_retries=0, timeout=600)
     agent = agents.Agent(
         name="weather",
         instructions="Answer with the get_weather tool, then in one short sentence.",
