@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from bench._common import ProcessGroup, free_port, interrupts_end_the_run, median, wait_http
 from bench._common import write_json as save
 
@@ -102,10 +105,10 @@ def score(model: str, client: httpx.Client, items: list[dict[str, Any]]) -> dict
         elif tried_to_call(message.get("content") or ""):
             calls_tried += 1
         verdict = check_item(item, calls_from_openai(tool_calls))
-        passed[item["category"]].append(verdict.ok)
+        passed[item["category"]].append(verdict.valid)
+        outcome = "pass" if verdict.valid else f"fail {verdict.error_type}"
         print(
-            f"  {model} [{n}/{len(items)}] {item['id']}: {'pass' if verdict.ok else 'fail'} "
-            f"({out['seconds']:.1f} s)",
+            f"  {model} [{n}/{len(items)}] {item['id']}: {outcome} ({out['seconds']:.1f} s)",
             file=sys.stderr,
         )
     result: dict[str, Any] = {
