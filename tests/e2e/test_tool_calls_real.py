@@ -4,6 +4,7 @@ chat-completions model. Short answers (max_tokens) keep them quick on two cores.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -127,6 +128,13 @@ def test_agents_sdk_chat_completions_model(real_server: LiveServer) -> None:
         tools=[get_weather],
         tool_use_behavior="stop_on_first_tool",
     )
-    result = agents.Runner.run_sync(agent, "What is the weather in Paris?", max_turns=2)
+
+    async def run() -> Any:
+        try:
+            return await agents.Runner.run(agent, "What is the weather in Paris?", max_turns=2)
+        finally:
+            await client.close()  # its connections belong to this loop: close them in it
+
+    result = asyncio.run(run())
     assert asked and "paris" in asked[0].lower()
     assert "sunny" in str(result.final_output).lower()
