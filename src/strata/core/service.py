@@ -25,8 +25,8 @@ from strata.core.events import TurnEvents
 from strata.core.ids import new_id
 from strata.core.models.base import Chunk, GenerationRequest, Usage
 from strata.core.tenancy import Caller
-from strata.core.tracing import NoTracer, Tracer, traced_generation
 from strata.core.tools.parsing import call_deltas
+from strata.core.tracing import NoTracer, Tracer, traced_generation
 from strata.core.turn import (
     Choice,
     Dispatcher,

@@ -31,8 +31,8 @@ from typing import Any, Protocol
 from strata.core.engine import Timings
 from strata.core.models.base import Chunk, GenerationRequest, TokenLogprob, Usage
 from strata.core.tenancy import LOCAL, Caller
-from strata.core.tracing import NO_SPAN, Span
 from strata.core.tools.parsing import merge_call_deltas
+from strata.core.tracing import NO_SPAN, Span
 
 
 @dataclass
