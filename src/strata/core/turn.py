@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from strata.core.engine import Timings
 from strata.core.models.base import Chunk, GenerationRequest, TokenLogprob, Usage
 from strata.core.tenancy import LOCAL, Caller
+from strata.core.tools.parsing import merge_call_deltas
 from strata.core.tracing import NO_SPAN, Span
 
 
@@ -90,6 +91,13 @@ class Choice:
     logprobs: list[TokenLogprob] = field(default_factory=list)
     usage: Usage | None = None
     tool_calls: list[dict[str, Any]] | None = None
+
+    def add_tool_calls(self, chunk: Chunk) -> None:
+        """Fold a chunk's ``tool_calls`` (streamed deltas, or a whole message's calls) into
+        this choice's complete calls, as OpenAI's own clients accumulate them."""
+        deltas = chunk.extra.get("tool_calls") if chunk.extra else None
+        if deltas:
+            self.tool_calls = merge_call_deltas(self.tool_calls or [], deltas)
 
 
 @dataclass

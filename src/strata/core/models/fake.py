@@ -27,6 +27,8 @@ from strata.core.models.base import (
     Usage,
 )
 from strata.core.settings import ModelSpec
+from strata.core.tools.grammar import plan_tool_decoding, tool_specs
+from strata.core.tools.parsing import call_deltas, parse_tool_calls
 
 
 def fake_tokens(text: str) -> list[str]:
@@ -106,6 +108,20 @@ class FakeBackend(Backend):
             raise output
         if request.params.response_format.type != "text" and not _is_json(output):
             output = json.dumps({"text": output})
+        calls: list[dict[str, Any]] = []
+        if request.passthrough.get("tools"):
+            # The same validation and parsing as a local model's: a scripted answer in
+            # Qwen's <tool_call> tags (or fenced JSON) becomes OpenAI tool calls.
+            plan = plan_tool_decoding(
+                tool_specs(request.passthrough["tools"]),
+                request.passthrough.get("tool_choice"),
+                request.passthrough.get("parallel_tool_calls") is not False,
+            )
+            if plan.mode != "none":
+                parsed = parse_tool_calls(output, [t.name for t in plan.tools])
+                calls = parsed.tool_calls if plan.parallel else parsed.tool_calls[:1]
+                if calls:
+                    output = parsed.content or ""
         tokens = fake_tokens(output)
         limit = request.params.max_tokens
         finish = "stop"
@@ -130,6 +146,10 @@ class FakeBackend(Backend):
         except (asyncio.CancelledError, GeneratorExit):
             self.cancelled += 1
             raise
+        if calls:
+            yield Chunk(extra={"tool_calls": call_deltas(calls)})
+            finish = "tool_calls"
+            emitted += [t for call in calls for t in fake_tokens(call["function"]["arguments"])]
         yield Chunk(finish_reason=finish, usage=Usage(prompt_tokens, len(emitted)))
 
 

@@ -37,7 +37,9 @@ from strata.core.models.base import (
     TopLogprob,
     Usage,
 )
+from strata.core.models.llama_tools import Sampled, TextSink, ToolDecoder, request_tools, tool_plan
 from strata.core.settings import ModelSpec
+from strata.core.tools.template import template_messages
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,6 +67,7 @@ class LlamaBackend(Backend):
             Capability.LOGPROBS,
             Capability.JSON_SCHEMA,
             Capability.STREAMING,
+            Capability.TOOLS,
         }
     )
     local = True
@@ -134,8 +137,10 @@ class LlamaBackend(Backend):
             eos = llm._model.token_get_text(llm.token_eos())
             bos = llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else ""
             self._formatter = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)
+            if "tools" not in str(template):  # the template cannot show the model its tools
+                self.capabilities = self.capabilities - {Capability.TOOLS}
         else:
-            self.capabilities = self.capabilities - {Capability.CHAT}
+            self.capabilities = self.capabilities - {Capability.CHAT, Capability.TOOLS}
         self.model_path = path
         self._llm = llm
 
@@ -159,6 +164,8 @@ class LlamaBackend(Backend):
         await self.load()
         if request.kind == "chat" and Capability.CHAT not in self.capabilities:
             raise InvalidRequest(f"model '{self.name}' has no chat template", param="model")
+        if request.passthrough.get("tools") and Capability.TOOLS not in self.capabilities:
+            raise InvalidRequest(f"model '{self.name}' does not support tools", param="tools")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Chunk | BaseException | None] = asyncio.Queue()
         cancel = threading.Event()
@@ -193,19 +200,11 @@ class LlamaBackend(Backend):
         llm = self._llm
         if request.kind == "completion":
             return llm.tokenize((request.prompt or "").encode(), add_bos=True, special=False), ()
-        messages = []
-        for m in request.messages or []:
-            content = m.get("content")
-            if isinstance(content, list):
-                if any(part.get("type") != "text" for part in content):
-                    raise InvalidRequest(
-                        f"model '{self.name}' accepts only text content", param="messages"
-                    )
-                content = "".join(part.get("text") or "" for part in content)
-            messages.append({**m, "content": content or ""})
-        if request.passthrough.get("tools"):
-            raise InvalidRequest(f"model '{self.name}' does not support tools", param="tools")
-        formatted = self._formatter(messages=messages)
+        specs = request_tools(request)  # 400 naming the tool on a schema that is not one
+        formatted = self._formatter(
+            messages=template_messages(request.messages or [], self.name),
+            tools=[t.openai() for t in specs] or None,
+        )
         stops = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop]
         tokens = llm.tokenize(
             formatted.prompt.encode(), add_bos=not formatted.added_special, special=True
@@ -238,12 +237,9 @@ class LlamaBackend(Backend):
     def _generate_sync(
         self, request: GenerationRequest, emit: Emit, cancel: threading.Event
     ) -> None:
-        import llama_cpp
-
-        llm = self._llm
         params = request.params
         tokens, template_stops = self._prompt_tokens(request)
-        n_ctx = llm.n_ctx()
+        n_ctx = self._llm.n_ctx()
         if len(tokens) + (params.max_tokens or 0) > n_ctx or len(tokens) >= n_ctx:
             raise ContextWindowExceeded(
                 f"This model's maximum context length is {n_ctx} tokens. However, you requested "
@@ -253,17 +249,48 @@ class LlamaBackend(Backend):
                 param="messages" if request.kind == "chat" else "prompt",
             )
         budget = min(params.max_tokens or n_ctx, n_ctx - len(tokens))
-        stops = tuple(params.stop) + template_stops
-        grammar = self._grammar(request)
         if params.seed is not None:
-            llm.set_seed(params.seed)
+            self._llm.set_seed(params.seed)
+        plan = tool_plan(request)
+        if plan is not None:
+            decoder = ToolDecoder(self._sample, self._llm, plan, template_stops)
+            decoder.run(tokens, params, budget, cancel, emit)
+            return
+        sampled = self._sample(
+            tokens,
+            params,
+            self._grammar(request),
+            tuple(params.stop) + template_stops,
+            budget,
+            cancel,
+            lambda text, lps: emit(Chunk(text=text, logprobs=lps)),
+        )
+        emit(Chunk(finish_reason=sampled.finish, usage=Usage(len(tokens), len(sampled.tokens))))
+
+    def _sample(
+        self,
+        tokens: list[int],
+        params: SamplingParams,
+        grammar: Any,
+        stops: tuple[str, ...],
+        budget: int,
+        cancel: threading.Event,
+        out: TextSink,
+    ) -> Sampled:
+        """Sample after ``tokens`` until end of turn, a stop sequence, ``budget`` tokens or
+        ``cancel``; text goes to ``out`` as soon as it cannot be the start of a stop."""
+        import llama_cpp
+
+        llm = self._llm
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        text, sent, count, finish = "", 0, 0, "length"
+        text, sent, finish = "", 0, "length"
+        generated: list[int] = []
         ctx = llm._ctx.ctx
         n_vocab = llm.n_vocab()
         want_logprobs = params.logprobs
         pending_lp: list[TokenLogprob] = []
         hit: int | None = None
+        stopped_on: str | None = None
         for token in llm.generate(
             tokens,
             temp=params.temperature,
@@ -285,20 +312,21 @@ class LlamaBackend(Backend):
             if want_logprobs:
                 logits = _last_logits(llama_cpp, ctx, n_vocab)
                 pending_lp.append(self._logprob(token, piece, logits, params.top_logprobs))
-            count += 1
+            generated.append(token)
             text += decoder.decode(piece)
             hit = _first_stop(text, stops, max(0, sent - 64))
             if hit is not None:
+                stopped_on = next(s for s in stops if text.startswith(s, hit))
                 if hit > sent:
-                    emit(Chunk(text=text[sent:hit], logprobs=pending_lp or None))
+                    out(text[sent:hit], pending_lp or None)
                 text, sent, finish = text[:hit], hit, "stop"
                 break
             safe = len(text) - _stop_holdback(text, stops)
             if safe > sent or pending_lp:
-                emit(Chunk(text=text[sent:safe], logprobs=pending_lp or None))
+                out(text[sent:safe], pending_lp or None)
                 sent = max(sent, safe)
                 pending_lp = []
-            if count >= budget:
+            if len(generated) >= budget:
                 break
         else:
             finish = "stop"
@@ -306,8 +334,8 @@ class LlamaBackend(Backend):
             # Text held back as a possible stop-sequence start is real output after all.
             text += decoder.decode(b"", final=True) if hit is None else ""
             if len(text) > sent:
-                emit(Chunk(text=text[sent:]))
-        emit(Chunk(finish_reason=finish, usage=Usage(len(tokens), count)))
+                out(text[sent:], None)
+        return Sampled(generated, text, finish, stopped_on)
 
     def _logprob(self, token: int, piece: bytes, logits: np.ndarray, k: int) -> TokenLogprob:
         import numpy as np

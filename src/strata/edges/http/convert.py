@@ -44,7 +44,7 @@ def _common(body: _Sampling) -> dict[str, Any]:
 
 def _passthrough(body: _Sampling, known: set[str]) -> dict[str, Any]:
     extra = dict(body.model_extra or {})
-    for name in ("tools", "tool_choice", "user"):
+    for name in ("tools", "tool_choice", "parallel_tool_calls", "user"):
         if name in known and getattr(body, name, None) is not None:
             extra[name] = getattr(body, name)
     return extra

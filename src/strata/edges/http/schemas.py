@@ -120,6 +120,7 @@ class ChatCompletionRequest(_Sampling):
     response_format: ResponseFormatSpec | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     strata: StrataOptions | None = None
 
     @model_validator(mode="after")
@@ -217,6 +218,7 @@ class ChatCompletion(BaseModel):
 class ChatDelta(BaseModel):
     role: str | None = None
     content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class ChatChunkChoice(BaseModel):
