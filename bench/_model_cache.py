@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from strata.core import catalog
 from strata.core.engine import Engine
 from strata.core.models.base import Chunk, GenerationRequest, TokenLogprob, TopLogprob, Usage
 
@@ -66,12 +65,10 @@ class ModelCallCache:
         self.hits = 0
         self.misses = 0
 
-    def install(self, engine: Engine, names: list[str]) -> None:
-        for name in names:
-            backend = engine.get(name).backend
-            spec = backend.spec
-            sha = catalog.lookup(spec.bundled).sha256 if spec.bundled else name
-            self._wrap(backend, sha)
+    def install(self, engine: Engine, models: dict[str, str]) -> None:
+        """``models``: served name → the weights' identity (sha256 of the model file)."""
+        for name, sha in models.items():
+            self._wrap(engine.get(name).backend, sha)
 
     def _wrap(self, backend: Any, sha: str) -> None:
         path = self.folder / f"{sha[:16]}.jsonl"

@@ -11,7 +11,8 @@ correcting). Gold labels otherwise only score.
 
 Requests are split evenly across the files, drawn without replacement (a file smaller than
 its share is used whole, the others fill in), and interleaved in a seeded order that does not
-depend on ``--requests``, so a smaller run's items come first in a larger one's stream.
+depend on ``--requests``: a smaller run's items are a subset of a larger one's, so their
+cached model calls carry over.
 
 Reported per window of 100 requests: accuracy, the share answered by a specialist, the small
 and the big model, and cost per 1,000 requests; and, in the same run, always-small on every
@@ -42,7 +43,8 @@ from bench._model_cache import ModelCallCache
 
 from strata.core.engine import Engine
 from strata.core.pricing import CostMeter
-from strata.core.settings import Settings, default_models
+from strata.core import catalog
+from strata.core.settings import ModelSpec, Settings, default_home, default_models
 from strata.edges.http.app import create_app
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -178,9 +180,22 @@ class Server:
         self.thread.join(timeout=60)
 
 
+def bundled_here(home: Path, names: list[str]) -> dict[str, ModelSpec]:
+    """The bundled models, loaded from where they are already assembled (the default data
+    directory) rather than assembled again into the fresh ``home``."""
+    models = {k: v for k, v in default_models().items() if k in names}
+    for name, spec in models.items():
+        if spec.bundled is None:
+            continue
+        assembled = catalog.models_dir(default_home()) / catalog.lookup(spec.bundled).filename
+        if assembled.exists() and not (catalog.models_dir(home) / assembled.name).exists():
+            models[name] = spec.model_copy(update={"path": assembled, "bundled": None})
+    return models
+
+
 def priced_settings(home: Path, args: argparse.Namespace) -> Settings:
     """small and big at strata's compute estimate from their weight files, fixed."""
-    models = {k: v for k, v in default_models().items() if k in (args.small, args.big)}
+    models = bundled_here(home, [args.small, args.big])
     probe = Settings(home=home, bundled_models=False, models=models)
     meter = CostMeter(Engine(probe), probe.cpu_hour_usd)
     for name in list(models):
@@ -193,6 +208,12 @@ def priced_settings(home: Path, args: argparse.Namespace) -> Settings:
         )
     distill = {"retrain_every": args.retrain_every}
     return Settings(home=home, bundled_models=False, models=models, distill=distill)
+
+
+def model_id(name: str) -> str:
+    """The cache's name for a bundled model: its catalog sha256 (the file it was built as)."""
+    bundled = default_models()[name].bundled
+    return catalog.lookup(bundled).sha256 if bundled else name
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -210,7 +231,7 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     settings = priced_settings(home, args)
     engine = Engine(settings)
     cache = ModelCallCache(args.cache)
-    cache.install(engine, [args.small, args.big])
+    cache.install(engine, {m: model_id(m) for m in (args.small, args.big)})
     prices = {m: engine.get(m).backend.price for m in (args.small, args.big)}
     sample = random.Random(args.seed).sample(items, min(args.big_sample, len(items)))
     feedback = set(
@@ -326,6 +347,7 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             "cost_ok": last["cost_per_1k"] <= 0.25 * always["big"]["cost_per_1k"],
         },
         "specialists": specialists,
+        "stream": rows,
         "usage": {
             k: usage[k]
             for k in (
