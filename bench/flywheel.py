@@ -41,9 +41,9 @@ import httpx
 from bench._common import free_port, write_json
 from bench._model_cache import ModelCallCache
 
+from strata.core import catalog
 from strata.core.engine import Engine
 from strata.core.pricing import CostMeter
-from strata.core import catalog
 from strata.core.settings import ModelSpec, Settings, default_home, default_models
 from strata.edges.http.app import create_app
 
