@@ -256,30 +256,27 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             data: dict[str, Any] = reply.json()
             return data
 
-        def direct(model: str, chosen: list[Item], **extra: Any) -> None:
-            for n, item in enumerate(chosen, 1):
-                reply = ask(item, model, **extra)
-                usage = reply["usage"]
-                cost = (
-                    usage["prompt_tokens"] * prices[model].input_per_mtok
-                    + usage["completion_tokens"] * prices[model].output_per_mtok
-                ) / 1e6
-                baselines[model].append(
-                    {"id": item.id, "right": label_of(reply) == item.gold, "cost": cost}
-                )
-                if n % 50 == 0:
-                    print(
-                        f"  always-{model}: {n}/{len(chosen)}"
-                        f" (cache {cache.hits} hits, {cache.misses} calls)",
-                        file=sys.stderr,
-                    )
+        def direct(model: str, item: Item, **extra: Any) -> None:
+            reply = ask(item, model, **extra)
+            usage = reply["usage"]
+            cost = (
+                usage["prompt_tokens"] * prices[model].input_per_mtok
+                + usage["completion_tokens"] * prices[model].output_per_mtok
+            ) / 1e6
+            baselines[model].append(
+                {"id": item.id, "right": label_of(reply) == item.gold, "cost": cost}
+            )
 
-        # The small tier's request is the one a route's first tier sends (logprobs for its
-        # confidence): the same call, cached once, serves both.
-        direct(args.small, items, logprobs=True, top_logprobs=5)
-        direct(args.big, sample)
+        sampled = {item.id for item in sample}
         started = time.perf_counter()
         for n, item in enumerate(items):
+            # Item by item, the baselines first: the small tier's request is the one a
+            # route's first tier sends (logprobs for its confidence), and the big one the one
+            # its last tier sends, so one cached call serves both; and a run stopped early has
+            # every figure on the same items so far (see --checkpoint).
+            direct(args.small, item, logprobs=True, top_logprobs=5)
+            if item.id in sampled:
+                direct(args.big, item)
             reply = ask(item, args.route)
             route = reply["strata"]["route"]
             rows.append(
@@ -304,13 +301,41 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             if (n + 1) % 50 == 0:
                 w = summarise(rows[-50:])
                 print(
-                    f"  flywheel {n + 1}/{len(items)}: last 50 acc {w['acc']:.2f}"
+                    f"  {n + 1}/{len(items)}: last 50 acc {w['acc']:.2f}"
                     f" specialist {w['specialist_share']:.0%} big {w['big_share']:.0%}"
-                    f" ({time.perf_counter() - started:.0f}s)",
+                    f" (cache {cache.hits} hits, {cache.misses} calls;"
+                    f" {time.perf_counter() - started:.0f}s)",
                     file=sys.stderr,
                 )
+                if args.checkpoint and baselines["big"]:
+                    partial = report(args, tasks, rows, baselines, len(items), len(feedback))
+                    partial["specialists"] = http.get("/v1/specialists").json()["data"]
+                    partial["partial"] = f"stopped after {n + 1} of {len(items)} requests"
+                    write_json(args.checkpoint, partial)
         specialists = http.get("/v1/specialists").json()["data"]
         usage = http.get("/v1/usage", params={"route": args.route}).json()
+    result = report(args, tasks, rows, baselines, len(items), len(feedback))
+    result["specialists"] = specialists
+    result["usage"] = {
+        k: usage[k]
+        for k in ("requests", "cost_usd", "baseline_usd", "saving_usd", "saving_share", "by_route")
+    }
+    result["cache"] = {"hits": cache.hits, "model_calls": cache.misses}
+    result["settings"]["prices_per_mtok"] = {
+        m: [p.input_per_mtok, p.output_per_mtok] for m, p in prices.items()
+    }
+    result["settings"]["cpu_hour_usd"] = settings.cpu_hour_usd
+    return result
+
+
+def report(
+    args: argparse.Namespace,
+    tasks: dict[str, Task],
+    rows: list[dict[str, Any]],
+    baselines: dict[str, list[dict[str, Any]]],
+    requests: int,
+    feedback: int,
+) -> dict[str, Any]:
     windows = [
         summarise(rows[i : i + args.window]) | {"start": i}
         for i in range(0, len(rows), args.window)
@@ -328,54 +353,38 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         }
         for m, b in baselines.items()
     }
-    always["big"]["sample"] = f"seeded sample of {len(sample)} of the {len(items)} stream items"
+    always["big"]["sample"] = (
+        f"seeded sample of {always['big']['requests']} of the {len(rows)} stream items"
+    )
     last = summarise(rows[-args.last :])
+    big = always["big"]
     return {
         "windows": windows,
         "last_window": last,
         "last_window_by_task": by_task,
-        "always_big": always["big"],
+        "always_big": big,
         "always_small": always["small"],
         "targets": {
             "big_share_max": 0.25,
             "big_share_ok": last["big_share"] <= 0.25,
-            "acc_vs_always_big": last["acc"] / always["big"]["acc"]
-            if always["big"]["acc"]
-            else None,
-            "acc_ok": last["acc"] >= 0.95 * always["big"]["acc"],
-            "cost_vs_always_big": last["cost_per_1k"] / always["big"]["cost_per_1k"],
-            "cost_ok": last["cost_per_1k"] <= 0.25 * always["big"]["cost_per_1k"],
+            "acc_vs_always_big": last["acc"] / big["acc"] if big["acc"] else None,
+            "acc_ok": last["acc"] >= 0.95 * big["acc"],
+            "cost_vs_always_big": last["cost_per_1k"] / big["cost_per_1k"],
+            "cost_ok": last["cost_per_1k"] <= 0.25 * big["cost_per_1k"],
         },
-        "specialists": specialists,
         "stream": rows,
-        "usage": {
-            k: usage[k]
-            for k in (
-                "requests",
-                "cost_usd",
-                "baseline_usd",
-                "saving_usd",
-                "saving_share",
-                "by_route",
-            )
-        },
-        "cache": {"hits": cache.hits, "model_calls": cache.misses},
         "settings": {
             "traffic": [str(p) for p in args.traffic],
-            "requests": len(items),
+            "requests": requests,
             "seed": args.seed,
             "feedback_share": args.feedback_share,
-            "feedback_requests": len(feedback),
+            "feedback_requests": feedback,
             "window": args.window,
             "last": args.last,
             "route": args.route,
             "small": args.small,
             "big": args.big,
             "retrain_every": args.retrain_every,
-            "prices_per_mtok": {
-                m: [p.input_per_mtok, p.output_per_mtok] for m, p in prices.items()
-            },
-            "cpu_hour_usd": settings.cpu_hour_usd,
         },
     }
 
@@ -489,6 +498,9 @@ def main() -> None:
     parser.add_argument("--big", default="big")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--retrain-every", type=int, default=50)
+    parser.add_argument(
+        "--checkpoint", type=Path, help="write the figures so far here every 50 requests"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="strata-flywheel-") as tmp:
         result = run(args, args.home or Path(tmp))
