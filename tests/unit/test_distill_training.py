@@ -137,3 +137,15 @@ def test_feedback_event_reaches_every_subscriber_in_order() -> None:
     events.on_feedback(second)
     asyncio.run(events.feedback(FeedbackGiven(LOCAL, "chatcmpl-1", 1)))
     assert seen == [("first", "chatcmpl-1"), ("second", "chatcmpl-1")]
+
+
+def test_the_text_a_specialist_reads() -> None:
+    from strata.features.distill.labels import request_text
+
+    fmt = ResponseFormat("json_schema", {"enum": ["a", "b"]})
+    asked = _turn(fmt)
+    asked.sent = [{"role": "system", "content": "s"}, {"role": "user", "content": "as sent"}]
+    assert request_text(asked) == "as sent"
+    template = _turn(fmt, {"template": "t", "inputs": {"b": "two", "a": "one"}})
+    template.sent = []
+    assert request_text(template) == "a: one\nb: two"

@@ -102,8 +102,20 @@ def label_set(turn: Turn) -> LabelSet | None:
 
 
 def request_text(turn: Turn) -> str:
-    """What a specialist reads: the last user message as the client sent it."""
-    for message in reversed(turn.sent or list(turn.gen.messages or [])):
+    """What a specialist reads: the last user message as the client sent it; for a template
+    run, its inputs (the prompt around them is the same every time); else the last user
+    message the model saw."""
+    sent = _last_user(turn.sent)
+    if sent:
+        return sent
+    inputs = turn.options.get("inputs")
+    if isinstance(inputs, dict) and inputs:
+        return "\n".join(f"{k}: {v}" for k, v in sorted(inputs.items()))
+    return _last_user(list(turn.gen.messages or []))
+
+
+def _last_user(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
         if message.get("role") == "user":
             content = message.get("content")
             if isinstance(content, str):
