@@ -98,8 +98,10 @@ def test_specialists_learn_over_http_and_are_listed(
         assert json.loads(answered["choices"][0]["message"]["content"]) == {"label": "sports"}
         assert route["tiers"][0]["model"] == answered["model"]
         usage = http.get("/v1/usage", params={"route": "r"}).json()
-        assert usage["saving_usd"] > 0
-        assert any(b["answered_by"].startswith("specialist:") for b in usage["by_route"])
+        # What the specialist answered cost next to nothing against the big tier alone (the
+        # cascaded turns cost small + big, so the route's total saving may still be negative).
+        (by_specialist,) = [b for b in usage["by_route"] if b["answered_by"] == answered["model"]]
+        assert 0 < by_specialist["cost_usd"] < by_specialist["baseline_usd"] / 100
         (after,) = http.get("/v1/specialists").json()["data"]
         assert after["answered_share"] > 0 and after["traffic"]["specialist"] >= 1
         bad = http.post("/v1/specialists/distill", json={"route": "nope"})
