@@ -32,7 +32,7 @@ from strata.core.errors import BackendError, QueueFull
 from strata.core.models.base import Chunk, GenerationRequest, Usage
 from strata.core.pricing import CostMeter
 from strata.core.turn import Generation, RouteOutcome, Turn, TurnResult
-from strata.features.routing.first_tier import FirstTier, SpecialistLookup, ask_specialist
+from strata.features.routing.first_tier import SpecialistLookup, ask_specialist
 from strata.features.routing.probe import Answer, NoProbe, TierProbe
 from strata.features.routing.settings import RouteSpec
 from strata.features.routing.signals import Attempt, ConfidenceSignal, Need, create_signal
@@ -155,7 +155,7 @@ class Router:
             info["tiers"] = [special.entry, *trail]
             spent += special.answer.cost
             if special.kept:
-                for chunk in self._answer_by_specialist(special, info, result, started):
+                for chunk in special.answer_turn(info, result, started, _outcome):
                     yield chunk
                 return
 
@@ -277,22 +277,6 @@ class Router:
         for chunk in answer.chunks:
             yield chunk if turn.gen.params.logprobs else replace(chunk, logprobs=None)
         timings.total_s = time.perf_counter() - started
-
-    def _answer_by_specialist(
-        self, special: FirstTier, info: dict[str, Any], result: TurnResult, started: float
-    ) -> list[Chunk]:
-        answer = special.answer
-        info.update(
-            answered_by=special.model,
-            confidence=round(answer.confidence, 4),
-            reason=f"specialist confidence {answer.confidence:.3f} >= {answer.threshold:.3f}",
-            cost=round(answer.cost, 12),
-            baseline_cost=round(special.baseline_cost, 10),
-        )
-        result.answered_by = special.model
-        result.route = _outcome(info)
-        result.timings.ttft_s = result.timings.total_s = time.perf_counter() - started
-        return [Chunk(text=answer.text), Chunk(finish_reason="stop", usage=special.usage)]
 
     async def _stand_in(
         self, turn: Turn, result: TurnResult, tiers: list[str], trail: list[dict[str, Any]]

@@ -12,16 +12,17 @@ counted with its own tokenizer (or the backend's estimate when it is not loaded)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from strata.core.engine import Engine
 from strata.core.errors import StrataError
-from strata.core.models.base import Usage
+from strata.core.models.base import Chunk, Usage
 from strata.core.pricing import CostMeter
 from strata.core.protocols import Specialist, SpecialistAnswer
-from strata.core.turn import Generation, Turn, TurnResult
+from strata.core.turn import Generation, RouteOutcome, Turn, TurnResult
 
 SpecialistLookup = Callable[[], Specialist | None]
 
@@ -42,6 +43,27 @@ class FirstTier:
     @property
     def model(self) -> str:
         return str(self.entry["model"])
+
+    def answer_turn(
+        self,
+        info: dict[str, Any],
+        result: TurnResult,
+        started: float,
+        outcome: Callable[[dict[str, Any]], RouteOutcome],
+    ) -> list[Chunk]:
+        """The specialist answers: the route report says so, and its answer's chunks."""
+        answer = self.answer
+        info.update(
+            answered_by=self.model,
+            confidence=round(answer.confidence, 4),
+            reason=f"specialist confidence {answer.confidence:.3f} >= {answer.threshold:.3f}",
+            cost=round(answer.cost, 12),
+            baseline_cost=round(self.baseline_cost, 10),
+        )
+        result.answered_by = self.model
+        result.route = outcome(info)
+        result.timings.ttft_s = result.timings.total_s = time.perf_counter() - started
+        return [Chunk(text=answer.text), Chunk(finish_reason="stop", usage=self.usage)]
 
 
 async def ask_specialist(
