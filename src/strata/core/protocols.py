@@ -9,7 +9,11 @@
 - ``ModelTiers``: what a model's tokens cost (``strata.core.pricing.CostMeter``).
 - ``PositionLogits``: every position's log-probabilities of a text under a local model, which
   detectors need and the engine's usual last-position path does not give.
-- ``TurnEvents``: ``strata.core.events`` (subscribe to ``TurnCompleted``).
+- ``Specialist``: a first tier in front of a route's cascade (the distill feature's models
+  trained on the big tier's answers): asked before any model, it answers a turn it knows
+  with a calibrated confidence and its own threshold; the router keeps the answer when the
+  confidence reaches the threshold and runs the cascade as before otherwise.
+- ``TurnEvents``: ``strata.core.events`` (subscribe to ``TurnCompleted``, ``FeedbackGiven``).
 - ``KeyRegistry``: API keys issued at run time (the keys feature), which the HTTP edge
   consults beside the configured ``api_keys`` and ``admin_keys`` to authenticate a request.
 """
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from strata.core.events import TurnEvents
 from strata.core.models.base import Chunk, GenerationRequest, Price, Usage
 from strata.core.tenancy import Caller
+from strata.core.turn import Turn
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,6 +43,8 @@ __all__ = [
     "ModelTiers",
     "Passage",
     "PositionLogits",
+    "Specialist",
+    "SpecialistAnswer",
     "TurnEvents",
 ]
 
@@ -110,4 +117,26 @@ class KeyRegistry(Protocol):
     async def identify(self, token: str) -> Caller | None:
         """The caller an issued, unrevoked key stands for; ``None`` for any other token.
         Raises ``AuthenticationFailed`` for a revoked key, so the 401 can say so."""
+        ...
+
+
+@dataclass(frozen=True)
+class SpecialistAnswer:
+    """A specialist's answer to a turn. ``name`` is shown as the tier (``specialist:NAME``);
+    ``confidence`` is a calibrated probability that the big tier would have answered the
+    same; ``threshold`` the specialist's own operating point (checked on held-out answers);
+    ``cost`` its compute in USD."""
+
+    name: str
+    text: str
+    confidence: float
+    threshold: float
+    cost: float
+    seconds: float
+
+
+class Specialist(Protocol):
+    async def answer(self, route: str, turn: Turn) -> SpecialistAnswer | None:
+        """An answer for ``turn`` sent to ``route``, or ``None`` when no specialist of the
+        caller's tenant knows this kind of request (the cascade then runs as before)."""
         ...

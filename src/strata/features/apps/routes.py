@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from strata.core.errors import ConfigError, InvalidInput
+from strata.core.events import FeedbackGiven
 from strata.core.ids import new_id
 from strata.core.kernel import Kernel
 from strata.core.models.base import GenerationRequest, SamplingParams
@@ -185,6 +186,10 @@ async def feedback(body: FeedbackIn, request: Request, who: CallerDep) -> dict[s
     store = apps.store
     feedback_id = await asyncio.to_thread(
         store.add_feedback, who.owner, body.response_id, rating, body.edited_text, body.comment
+    )
+    # Other features (distill learns from corrections) hear of it through the core event.
+    await kernel(request).events.feedback(
+        FeedbackGiven(who, body.response_id, rating, body.edited_text)
     )
     accepted = body.edited_text is not None or rating > 0
     return {

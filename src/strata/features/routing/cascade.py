@@ -11,6 +11,9 @@ Degradation: a tier that is down (``BackendError``) or whose queue is full (``Qu
 is skipped, and the answer comes from the best tier that did answer, marked ``degraded``.
 If the last tier fails after a lower tier has answered, that answer is returned.
 
+A specialist (``strata.core.protocols.Specialist``, see ``first_tier``) is asked before the
+first tier; when it is confident enough it answers and no model runs.
+
 Every decision is reported in ``result.report["route"]`` (typed for the ledger in
 ``result.route``): each tier's confidence, threshold, cost and outcome, the reason for the
 final choice, and the baseline cost of sending the request to the last tier alone
@@ -29,6 +32,7 @@ from strata.core.errors import BackendError, QueueFull
 from strata.core.models.base import Chunk, GenerationRequest, Usage
 from strata.core.pricing import CostMeter
 from strata.core.turn import Generation, RouteOutcome, Turn, TurnResult
+from strata.features.routing.first_tier import SpecialistLookup, ask_specialist
 from strata.features.routing.probe import Answer, NoProbe, TierProbe
 from strata.features.routing.settings import RouteSpec
 from strata.features.routing.signals import Attempt, ConfidenceSignal, Need, create_signal
@@ -46,11 +50,13 @@ class Router:
         routes: dict[str, RouteSpec],
         costs: CostMeter,
         tuning: dict[str, RouteTuning] | None = None,
+        specialist: SpecialistLookup | None = None,
     ) -> None:
         self.engine = engine
         self.routes = routes
         self.costs = costs
         self.tuning = tuning or {}
+        self.specialist = specialist  # looked up per turn: a new one serves without restart
 
     def handles(self, model: str) -> bool:
         return model in self.routes
@@ -141,6 +147,17 @@ class Router:
         kept: tuple[int, Answer, float | None] | None = None  # tier, answer, confidence
         first = 0
         reason = ""
+
+        special = await ask_specialist(
+            self.specialist, self.engine, self.costs, name, tiers[-1], turn, result
+        )
+        if special is not None:
+            info["tiers"] = [special.entry, *trail]
+            spent += special.answer.cost
+            if special.kept:
+                for chunk in special.answer_turn(info, result, started, _outcome):
+                    yield chunk
+                return
 
         prefilter, below = self.prefilter(name)
         if prefilter is not None and len(tiers) > 1:

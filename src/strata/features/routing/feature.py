@@ -1,5 +1,6 @@
 """Routing as a strata feature: the router (a dispatcher for ``auto`` and the configured
-routes) and the ledger (a ``TurnCompleted`` subscriber), over the kernel's cost meter."""
+routes, with any ``Specialist`` another feature provides as its first tier) and the ledger
+(a ``TurnCompleted`` subscriber), over the kernel's cost meter."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from strata.core.feature import Feature
+from strata.core.protocols import Specialist
 from strata.core.settings import CoreSettings
 from strata.features.routing.settings import RouteSpec
 
@@ -37,7 +39,13 @@ class Routing:
         self.costs = kernel.costs
         configured: dict[str, RouteSpec] = getattr(settings, "routes", {})
         self.routes = all_routes(configured, set(engine.models))
-        self.router = Router(engine, self.routes, self.costs, load_tuning(settings.home))
+        self.router = Router(
+            engine,
+            self.routes,
+            self.costs,
+            load_tuning(settings.home),
+            specialist=lambda: kernel.lookup(Specialist),  # type: ignore[type-abstract]
+        )
         self.ledger = Ledger(ledger_path(settings))
         kernel.service.add_dispatcher(self.router)
         kernel.events.subscribe(LedgerRecorder(self.ledger))

@@ -1,0 +1,44 @@
+"""The distill feature's settings section (``[distill]`` in the TOML file)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from strata.core.settings import MINILM_REPO
+
+
+class DistillSettings(BaseModel):
+    """Specialists (``strata.features.distill``): what they learn from, when they retrain,
+    and how sure one must be to answer instead of the cascade."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Collect big-tier answers and serve specialists")
+    embedder: str = Field(
+        "minilm", description="Embedder kind: minilm (sentence-transformers) or hash (tests)"
+    )
+    embedding_model: str = Field(
+        MINILM_REPO, description="Model for the minilm embedder: a path or a Hugging Face repo id"
+    )
+    embed_batch: int = Field(64, ge=1, description="Texts per embedding batch when training")
+    embed_max_tokens: int | None = Field(
+        128, ge=16, description="Embed only a request's first N tokens (speed on CPU)"
+    )
+    retrain_every: int = Field(
+        50, ge=1, description="Train in the background once this many new examples arrived"
+    )
+    min_examples: int = Field(20, ge=4, description="No specialist from fewer examples")
+    holdout_share: float = Field(
+        0.2, gt=0, lt=1, description="Share of examples held back to check a new specialist"
+    )
+    target_agreement: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="Answer only above the confidence where held-out answers agree with the"
+        " big tier (or the user's correction) at least this often",
+    )
+    min_threshold: float = Field(
+        0.6, ge=0, le=1, description="Never answer below this calibrated confidence"
+    )
+    l2: float = Field(1e-3, ge=0, description="L2 penalty of the linear head")
