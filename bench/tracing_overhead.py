@@ -37,6 +37,7 @@ from rich.table import Table
 from _common import median, write_json
 from strata.core.kernel import Kernel
 from strata.core.models.base import GenerationRequest, SamplingParams
+from strata.core.service import turn_attributes
 from strata.core.settings import ModelSpec, Settings
 from strata.core.tracing import NoTracer, Tracer
 from strata.core.turn import Turn
@@ -74,20 +75,7 @@ def hooks_per_turn(kernel: Kernel, n: int) -> float:
     started = time.perf_counter()
     for _ in range(n):
         turn = a_turn()
-        params = turn.gen.params
-        turn.trace = tracer.start(
-            "strata.turn",
-            {
-                "gen_ai.operation.name": "chat",
-                "gen_ai.system": "strata",
-                "gen_ai.request.model": turn.model,
-                "gen_ai.request.max_tokens": params.max_tokens,
-                "gen_ai.request.temperature": params.temperature,
-                "gen_ai.request.top_p": params.top_p,
-                "gen_ai.response.id": turn.response_id,
-                "strata.tenant": turn.caller.tenant,
-            },
-        )
+        turn.trace = tracer.start("strata.turn", turn_attributes(turn))
         for name in layers:
             with turn.trace.step(f"layer {name} before", {"strata.layer": name}):
                 pass

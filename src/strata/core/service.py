@@ -83,6 +83,21 @@ async def prime(stream: AsyncGenerator[T, None]) -> T:
         raise
 
 
+def turn_attributes(turn: Turn) -> dict[str, Any]:
+    """The request span's attributes: OpenTelemetry's GenAI conventions plus the tenant."""
+    params = turn.gen.params
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.system": "strata",
+        "gen_ai.request.model": turn.model,
+        "gen_ai.request.max_tokens": params.max_tokens,
+        "gen_ai.request.temperature": params.temperature,
+        "gen_ai.request.top_p": params.top_p,
+        "gen_ai.response.id": turn.response_id,
+        "strata.tenant": turn.caller.tenant,
+    }
+
+
 class ChatService:
     def __init__(
         self,
@@ -145,20 +160,7 @@ class ChatService:
         if not turn.response_id:
             turn.response_id = new_id("chatcmpl")
         result = TurnResult(turn.model)
-        params = turn.gen.params
-        turn.trace = self.tracer.start(
-            "strata.turn",
-            {
-                "gen_ai.operation.name": "chat",
-                "gen_ai.system": "strata",
-                "gen_ai.request.model": turn.model,
-                "gen_ai.request.max_tokens": params.max_tokens,
-                "gen_ai.request.temperature": params.temperature,
-                "gen_ai.request.top_p": params.top_p,
-                "gen_ai.response.id": turn.response_id,
-                "strata.tenant": turn.caller.tenant,
-            },
-        )
+        turn.trace = self.tracer.start("strata.turn", turn_attributes(turn))
 
         async def complete(gen: GenerationRequest) -> str:
             again = Turn(turn.model, gen, turn.caller, turn.options, turn.response_id)
