@@ -90,6 +90,28 @@ def test_logprob_signals() -> None:
     assert score("answer_prob", Attempt([], "", [])) == 0.0
 
 
+def test_answer_prob_reads_the_value_of_a_json_answer() -> None:
+    """A schema dictates the braces and the key; the doubt is in the label's tokens."""
+    labelled = toks(
+        ('{"', -0.001), ("label", -0.001), ('":', -0.001), (' "', -0.01),
+        ("Sci", math.log(0.4)), ("/", -0.01), ("Tech", math.log(0.9)), ('"}', -0.001),
+    )  # fmt: skip
+    assert [t.token for t in answer_span(labelled)] == ["Sci", "Tech"]
+    attempt = Attempt([], "".join(t.token for t in labelled), labelled)
+    assert score("answer_prob", attempt) == pytest.approx(
+        math.exp((math.log(0.4) + math.log(0.9)) / 2)
+    )
+    number = toks(
+        ('{"', -0.001),
+        ("n", -0.001),
+        ('":', -0.001),
+        (" 4", math.log(0.3)),
+        ("2", -0.1),
+        ("}", 0.0),
+    )
+    assert [t.token for t in answer_span(number)] == [" 4", "2"]
+
+
 def test_p_yes_and_agreement() -> None:
     first = TokenLogprob(
         "Yes",

@@ -1,9 +1,10 @@
 """Signals read from the answer's own token log-probabilities (free: no extra model call).
 
-- ``answer_prob``: the probability of the tokens that carry the answer. For a short answer
-  (a choice letter, a label, a number) that is its first real token; for a worked answer
-  that ends ``Answer: 42`` it is the tokens after the last ``Answer:``; otherwise it falls
-  back to the sequence's mean.
+- ``answer_prob``: the probability of the tokens that carry the answer. For a JSON answer
+  (``{"label": "Sports"}``, what a ``response_format`` schema asks for) that is the last
+  value's tokens, not the braces and key the schema dictates; for a short answer (a choice
+  letter, a label, a number) its first real token; for a worked answer that ends
+  ``Answer: 42`` the tokens after the last ``Answer:``; otherwise the sequence's mean.
 - ``sequence_prob``: the length-normalised sequence probability, exp(mean logprob).
 - ``answer_margin``: at the answer's first token, the probability of the chosen token minus
   that of the best alternative (needs top logprobs): a split between two choices is doubt
@@ -15,12 +16,15 @@
 from __future__ import annotations
 
 import math
+import re
 
 from strata.core.models.base import TokenLogprob
 from strata.features.routing.signals import register_signal
 from strata.features.routing.signals.base import Attempt, ConfidenceSignal, Need, Probe
 
 SHORT_TOKENS = 8
+# The last value of a JSON object: a string's contents, or a bare number/literal.
+_JSON_VALUE = re.compile(r':\s*(?:"((?:[^"\\]|\\.)*)"|([-\w.+]+))\s*\}\s*$')
 
 
 def _mean_prob(tokens: list[TokenLogprob]) -> float:
@@ -34,12 +38,22 @@ def answer_span(logprobs: list[TokenLogprob]) -> list[TokenLogprob]:
     content = [t for t in logprobs if t.token.strip()]
     if not content:
         return []
-    if len(content) <= SHORT_TOKENS:
-        return content[:1]
     text, starts = "", []
     for t in logprobs:
         starts.append(len(text))
         text += t.token
+    value = _JSON_VALUE.search(text) if text.lstrip().startswith("{") else None
+    if value is not None:
+        begin, end = value.span(1) if value.group(1) is not None else value.span(2)
+        span = [
+            t
+            for t, s in zip(logprobs, starts, strict=True)
+            if s < end and s + len(t.token) > begin and any(c.isalnum() for c in t.token)
+        ]
+        if span:
+            return span[:6]
+    if len(content) <= SHORT_TOKENS:
+        return content[:1]
     at = text.lower().rfind("answer:")
     if at >= 0:
         after = at + len("answer:")
