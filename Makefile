@@ -73,6 +73,11 @@ bench: models  ## every benchmark; results in bench/results/
 	$(BIN)/python bench/retrieval.py --json bench/results/retrieval.json
 	$(BIN)/python bench/tracing_overhead.py --json bench/results/tracing_overhead.json
 	$(BIN)/python bench/tools.py --data ../shared/data/tools/bfcl.dev.jsonl --json bench/results/tools.json
+	$(BIN)/python bench/keys_overhead.py --json bench/results/keys_overhead.json
+	$(BIN)/python bench/detection.py --data ../shared/data/detection/human_vs_machine.dev.jsonl \
+		--limit 300 --json bench/results/detection.json
+	$(BIN)/python bench/flywheel.py --traffic ../shared/data/routing/ag_news.dev.jsonl \
+		../shared/data/intents/banking77.dev.jsonl --requests 1000 --json bench/results/flywheel.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

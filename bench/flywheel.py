@@ -38,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file, too
+
 from bench._common import free_port, write_json
 from bench._model_cache import ModelCallCache
 
