@@ -11,23 +11,17 @@ off every caller is the one default tenant (``strata.core.tenancy``), and ``key`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from strata.core.errors import InvalidRequest
-from strata.core.tenancy import API_KEY_PREFIX, DEFAULT_TENANT, Caller, tenant_of
+from strata.core.tenancy import API_KEY_PREFIX, DEFAULT_TENANT, tenant_of
 from strata.core.web import CallerDep, caller, kernel
 from strata.features.routing.feature import Routing
 from strata.features.routing.timeparse import parse_time
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
-
-KeyQuery = Query(None, description="API key to report on (default: your own)")
-TenantQuery = Query(None, description="Tenant to report on (admin or no auth)")
-RouteQuery = Query(None, description="Route or model name")
-SinceQuery = Query(None, description="Unix seconds, ISO 8601, or a span like 24h")
-UntilQuery = Query(None, description="Unix seconds, ISO 8601, or a span like 1h")
 
 
 def _routing(request: Request) -> Routing:
@@ -35,14 +29,15 @@ def _routing(request: Request) -> Routing:
 
 
 def _filters(
-    who: Caller,
-    key: str | None,
-    tenant: str | None,
-    route: str | None,
-    since: str | None,
-    until: str | None,
+    who: CallerDep,
+    key: str | None = Query(None, description="API key to report on (default: your own)"),
+    tenant: str | None = Query(None, description="Tenant to report on (admin or no auth)"),
+    route: str | None = Query(None, description="Route or model name"),
+    since: str | None = Query(None, description="Unix seconds, ISO 8601, or a span like 24h"),
+    until: str | None = Query(None, description="Unix seconds, ISO 8601, or a span like 1h"),
 ) -> dict[str, Any]:
-    """The ledger filters for a caller: its own tenant unless it is an admin or auth is off."""
+    """The ledger filters for a caller: its own tenant unless it is an admin or auth is off.
+    A dependency, so the three usage endpoints share one set of query parameters."""
     asked = tenant_of(API_KEY_PREFIX + key) if key is not None else tenant
     chosen = who.tenant if asked is None else asked
     keyed = who.tenant != DEFAULT_TENANT
@@ -57,18 +52,15 @@ def _filters(
     }
 
 
+UsageFilters = Annotated[dict[str, Any], Depends(_filters)]
+
+
 @router.get("/usage", summary="Requests, tokens, cost and the saving against always-big")
 async def usage(
     request: Request,
-    who: CallerDep,
-    key: str | None = KeyQuery,
-    tenant: str | None = TenantQuery,
-    route: str | None = RouteQuery,
-    since: str | None = SinceQuery,
-    until: str | None = UntilQuery,
+    filters: UsageFilters,
 ) -> dict[str, Any]:
     routing = _routing(request)
-    filters = _filters(who, key, tenant, route, since, until)
     summary = await routing.ledger.db.run(lambda: routing.ledger.summary(**filters))
     return {"object": "usage", "tenant": filters["tenant"], "filters": filters, **summary}
 
@@ -76,16 +68,10 @@ async def usage(
 @router.get("/usage/series", summary="Requests, cost and always-big baseline per period")
 async def usage_series(
     request: Request,
-    who: CallerDep,
+    filters: UsageFilters,
     bucket: int = Query(3600, ge=60, le=31 * 86400, description="Seconds per period"),
-    key: str | None = KeyQuery,
-    tenant: str | None = TenantQuery,
-    route: str | None = RouteQuery,
-    since: str | None = SinceQuery,
-    until: str | None = UntilQuery,
 ) -> dict[str, Any]:
     routing = _routing(request)
-    filters = _filters(who, key, tenant, route, since, until)
     data = await routing.ledger.db.run(lambda: routing.ledger.series(bucket, **filters))
     return {"object": "list", "bucket": bucket, "filters": filters, "data": data}
 
@@ -93,17 +79,11 @@ async def usage_series(
 @router.get("/usage/requests", summary="The ledger's latest requests, newest first")
 async def usage_requests(
     request: Request,
-    who: CallerDep,
+    filters: UsageFilters,
     limit: int = Query(50, ge=1, le=1000),
     answered_by: str | None = Query(None, description="Model that answered"),
-    key: str | None = KeyQuery,
-    tenant: str | None = TenantQuery,
-    route: str | None = RouteQuery,
-    since: str | None = SinceQuery,
-    until: str | None = UntilQuery,
 ) -> dict[str, Any]:
     routing = _routing(request)
-    filters = _filters(who, key, tenant, route, since, until)
     rows = await routing.ledger.db.run(lambda: routing.ledger.latest(limit, answered_by, **filters))
     return {"object": "list", "filters": filters, "data": rows}
 
