@@ -172,6 +172,12 @@ def evaluate(
         gh = [x for x, y, g in zip(oriented, labels, groups, strict=True) if g == group and y == 0]
         gm = [x for x, y, g in zip(oriented, labels, groups, strict=True) if g == group and y == 1]
         by_group[group] = round(auroc(gh, gm), 4)
+    by_generator = {}  # pooled over sources: the target is per generator
+    for generator in sorted({g.split("/")[-1] for g in groups}):
+        mine = [g.split("/")[-1] == generator for g in groups]
+        gh = [x for x, y, m in zip(oriented, labels, mine, strict=True) if m and y == 0]
+        gm = [x for x, y, m in zip(oriented, labels, mine, strict=True) if m and y == 1]
+        by_generator[generator] = round(auroc(gh, gm), 4)
     prefixes = {str(k): _auroc_on(method, stats, labels, slice(0, k)) for k in PREFIXES}
     suffixes = {str(k): _auroc_on(method, stats, labels, slice(-k, None)) for k in PREFIXES}
     return {
@@ -194,6 +200,7 @@ def evaluate(
             "brier": round(float(np.mean((np.asarray(probs) - np.asarray(eval_y)) ** 2)), 4),
         },
         "auroc_by_group": by_group,
+        "auroc_by_generator": by_generator,
         "auroc_first_k_tokens": prefixes,
         "auroc_last_k_tokens": suffixes,
         "_raw": raw,
@@ -233,6 +240,9 @@ def table(results: dict[str, dict[str, Any]], default: str, pairs: int, wall: fl
         "texts/s",
     ):
         t.add_column(col, justify="left" if col == "method" else "right")
+    generators = sorted({g for r in results.values() for g in r["auroc_by_generator"]})
+    for generator in generators:
+        t.add_column(f"AUROC {generator}", justify="right")
     for label, r in results.items():
         tps = r.get("texts_per_s")
         t.add_row(
@@ -245,12 +255,14 @@ def table(results: dict[str, dict[str, Any]], default: str, pairs: int, wall: fl
             f"{r['auroc_first_k_tokens']['64']:.3f}",
             f"{r['auroc_last_k_tokens']['64']:.3f}",
             "cached" if tps is None else f"{tps:.2f}",
+            *(f"{r['auroc_by_generator'].get(g, float('nan')):.3f}" for g in generators),
         )
-    Console(width=140).print(t)
+    Console(width=170).print(t)
     print(
         "TPR@1%FPR: ROC read-out over all texts; held-out: threshold (1% FPR on human text) and "
         "logistic fitted on the even pairs, measured on the odd ones; ECE of the calibrated "
-        "probability there; first/last 64: AUROC on the first/last 64 scored tokens only. "
+        "probability there; first/last 64: AUROC on the first/last 64 scored tokens only; "
+        "AUROC <generator>: that generator's pairs only, pooled over sources. "
         "texts/s: estimated from the timed passes of the method's own models.",
         file=sys.stderr,
     )
