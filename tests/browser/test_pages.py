@@ -193,6 +193,7 @@ def test_every_page_fits_a_phone(browser: webdriver.Chrome, server: Stack) -> No
         ("templates", "[data-template]"),
         ("usage", "table.ledger tbody tr"),
         ("models", "[data-route=auto]"),
+        ("detect", ".detect-form textarea"),
     ]:
         browser.get(f"{server.root}/#/{page}")
         find(browser, ready)

@@ -10,6 +10,7 @@ const PAGES = {
   templates: () => import("./templates.js"),
   usage: () => import("./usage.js"),
   models: () => import("./models.js"),
+  detect: () => import("./detect.js"),
 };
 
 const main = document.getElementById("page");
