@@ -34,7 +34,7 @@ def answers(browser: webdriver.Chrome) -> int:
 def test_chat_streams_and_shows_route_and_cost(browser: webdriver.Chrome, server: Stack) -> None:
     browser.get(server.root)
     nav = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#nav a")]
-    assert nav == ["Chat", "Knowledge", "Templates", "Usage", "Models"]
+    assert nav == ["Chat", "Knowledge", "Templates", "Usage", "Models", "Detect"]
     find(browser, "#nav a[data-page=chat][aria-current=page]")
     model = find(browser, "select[name=model]")
     wait_for(lambda: model.get_attribute("value") == "auto", what="auto picked by default")
