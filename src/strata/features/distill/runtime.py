@@ -44,10 +44,12 @@ class Serving:
 
 
 class Distill:
-    def __init__(self, home: Path, settings: DistillSettings, cpu_hour_usd: float) -> None:
+    def __init__(
+        self, location: Path | str, settings: DistillSettings, cpu_hour_usd: float
+    ) -> None:
         self.settings = settings
         self.cpu_hour_usd = cpu_hour_usd
-        self.store = DistillStore(home / "distill.db")
+        self.store = DistillStore(location)
         self.serving: dict[tuple[str, str], Serving] = {
             (t.tenant, t.task): Serving(t.head, t.threshold, t.version) for t in self.store.active()
         }

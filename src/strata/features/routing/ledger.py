@@ -113,7 +113,7 @@ class Ledger:
         buckets without requests are left out."""
         where, params = _where(**filters)
         found = self.db.query(
-            "SELECT CAST(ts / ? AS INTEGER) * ? AS start, COUNT(*) AS requests,"
+            "SELECT CAST(FLOOR(ts / ?) AS BIGINT) * ? AS start, COUNT(*) AS requests,"
             " SUM(cost_usd) AS cost_usd, SUM(baseline_usd) AS baseline_usd,"
             " SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens"
             f" FROM requests{where} GROUP BY start ORDER BY start",
