@@ -45,7 +45,7 @@ def test_newer_schema_is_refused(database: Path | str) -> None:
 
 def test_failed_migration_leaves_previous_version(database: Path | str) -> None:
     open_repository(database, "demo", [V1]).close()
-    with pytest.raises(Exception, match="(?i)already exists"):
+    with pytest.raises(Exception, match=r"(?i)already exists"):
         open_repository(database, "demo", [V1, Migration(2, "CREATE TABLE t (x INTEGER);")])
     db = open_repository(database, "demo", [V1])
     assert db.version == 1  # type: ignore[attr-defined]
