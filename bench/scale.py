@@ -91,7 +91,7 @@ def ledger_section(args: argparse.Namespace) -> dict[str, Any]:
             samples: dict[str, dict[int, list[float]]] = {
                 name: {c: [] for c in args.concurrency} for name in engines
             }
-            for name, ledger in engines.items():  # warm up: connections, caches
+            for ledger in engines.values():  # warm up: connections, caches
                 write_rows(ledger, 20, max(args.concurrency))
             for r in range(args.rounds):
                 for c in args.concurrency:

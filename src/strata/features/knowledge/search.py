@@ -111,9 +111,7 @@ class SearchMixin:
                 self._query_vectors.popitem(last=False)
         return vector
 
-    def _allowed(
-        self, conn: Any, coll: Collection, filters: dict[str, Any]
-    ) -> list[int]:
+    def _allowed(self, conn: Any, coll: Collection, filters: dict[str, Any]) -> list[int]:
         params: list[Any] = [coll.id]
         where = sql.filter_sql(filters, params, dialect=self.db.dialect)
         rows = conn.execute(
