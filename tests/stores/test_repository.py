@@ -98,6 +98,7 @@ def test_the_shared_sql_means_the_same_on_both(database: Path | str) -> None:
     assert bytes(row["b"]) == b"\0\1"
     assert dict(row)["id"] == first
     assert db.query("SELECT count(*) FROM t WHERE v LIKE 'a%' OR v = '?'")[0][0] == 1
+    assert db.query("SELECT 7 % 4")[0][0] == db.query("SELECT ? % 4", (7,))[0][0] == 3
     assert db.query("SELECT v FROM t WHERE v IS NOT DISTINCT FROM ?", (None,)) == []
     assert db.query("SELECT COALESCE(SUM(id), 0) AS s FROM t")[0]["s"] > first
     assert db.query("SELECT v FROM t WHERE id > :low ORDER BY id", {"low": first})[0][0] == "a"

@@ -124,8 +124,9 @@ class Connection:
         self.raw = raw
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
-        named = isinstance(params, dict)
-        return self.raw.execute(translate(sql, named), params if params else None)
+        if not params:  # no placeholders to bind: the text goes as written ('%' included)
+            return self.raw.execute(sql.encode())
+        return self.raw.execute(translate(sql, isinstance(params, dict)), params)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
         cursor = self.raw.cursor()
@@ -179,7 +180,11 @@ class PostgresRepository:
         self._closing = threading.Event()
         self._heard: set[str] = set()  # the channels the notice connection LISTENs on
         self._heard_changed = threading.Condition()
-        self._migrate(migrations)
+        try:
+            self._migrate(migrations)
+        except BaseException:
+            self.pool.close()
+            raise
 
     # ---- migrations ----
 
