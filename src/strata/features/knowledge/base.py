@@ -82,10 +82,9 @@ class KnowledgeBase(SearchMixin, ReplicaMixin):
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Any]:
-        """A connection for one search. SQLite: this thread's read-only connection, so
-        searches run in parallel with each other (WAL readers never block), while the write
-        lock keeps them off a half-applied commit. PostgreSQL: one from the pool, in one
-        transaction (one snapshot for the search's queries)."""
+        """A connection for one search: on SQLite this thread's read-only one (WAL readers run
+        in parallel; the write lock keeps them off a half-applied commit), on PostgreSQL one
+        from the pool, in one transaction (one snapshot for the search's queries)."""
         if not isinstance(self.db, Database):
             with self.db.transaction() as shared:
                 yield shared
