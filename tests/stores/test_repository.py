@@ -105,6 +105,15 @@ def test_the_shared_sql_means_the_same_on_both(database: Path | str) -> None:
     db.close()
 
 
+def test_a_single_write_is_its_own_transaction(database: Path | str) -> None:
+    db = open_repository(database, "demo", [V1])
+    db.write("INSERT INTO t (v, ts) VALUES (?, ?)", ("one", 2.5))
+    with pytest.raises(Exception, match=r"(?i)unique|constraint"):
+        db.write("INSERT INTO t (id, v) VALUES (1, 'again')")
+    assert [tuple(r) for r in db.query("SELECT id, v, ts FROM t")] == [(1, "one", 2.5)]
+    db.close()
+
+
 def test_commits_are_durable(database: Path | str) -> None:
     """What the server's durability promise rests on: synchronous=FULL on SQLite,
     synchronous_commit=on on PostgreSQL (whatever the server's default)."""

@@ -246,6 +246,13 @@ class PostgresRepository:
         with self._connection() as raw:
             return Connection(raw).execute(sql, params).fetchall()  # type: ignore[no-any-return]
 
+    def write(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> None:
+        """In autocommit, a statement is its own transaction: committed (and, with
+        synchronous_commit on, flushed) before the server answers, without BEGIN and COMMIT
+        round trips of their own."""
+        with self._connection() as raw:
+            Connection(raw).execute(sql, params)
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
 

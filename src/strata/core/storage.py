@@ -66,6 +66,11 @@ class Repository(Protocol):
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]: ...
 
+    def write(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> None:
+        """One statement as its own durable transaction (a ledger row per request): the
+        same promise as ``transaction``, in one round trip where the engine allows."""
+        ...
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T: ...
 
     def notify(self, conn: Any, channel: str, payload: str) -> None: ...
@@ -173,6 +178,10 @@ class Database:
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         with self.lock:
             return self.conn.execute(sql, params).fetchall()
+
+    def write(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> None:
+        with self.transaction() as conn:
+            conn.execute(sql, params)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)

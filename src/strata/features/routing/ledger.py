@@ -61,8 +61,7 @@ class Ledger:
     def record(self, row: dict[str, Any]) -> None:
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        with self.db.transaction() as conn:
-            conn.execute(f"INSERT INTO requests ({columns}) VALUES ({marks})", list(row.values()))
+        self.db.write(f"INSERT INTO requests ({columns}) VALUES ({marks})", list(row.values()))
 
     def rows(self, **filters: Any) -> list[dict[str, Any]]:
         where, params = _where(**filters)
