@@ -6,7 +6,8 @@ JSON file, so sections added later (gateway and model replicas under Ray) slot i
 others and ``--sections`` picks any subset.
 
 ``ledger``: the ledger's write path, SQLite against PostgreSQL, rows per second. Each row is
-what the server writes per answered request (``Ledger.record``: one transaction, one INSERT),
+what the server writes per answered request (``Ledger.record``: one INSERT, its own durable
+transaction),
 with the server's durability settings: SQLite in WAL with ``synchronous=FULL``, PostgreSQL
 with ``fsync`` and ``synchronous_commit`` on (a cluster started here with
 ``scripts/postgres.sh start --durable`` on the same disk, or the one ``--database`` names).
