@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ from strata.core.errors import InvalidRequest, NotFound
 from strata.features.apps.store import AppStore
 from strata.features.distill.head import LinearHead
 from strata.features.distill.labels import LabelSet
+from strata.features.distill.runtime import Distill
+from strata.features.distill.settings import DistillSettings
 from strata.features.distill.store import DistillStore
 
 
@@ -93,3 +96,19 @@ def test_distill_observations_and_specialists(database: Path | str) -> None:
     assert active.head.weights.tolist() == head.weights.tolist()
     assert active.threshold == 0.7 and active.head.temperature == 1.5
     store.close()
+
+
+def test_a_specialist_trained_on_one_replica_serves_on_the_other(database: Path | str) -> None:
+    if not str(database).startswith("postgresql://"):
+        pytest.skip("one SQLite file has one serving process")
+    trainer, other = (Distill(database, DistillSettings(), 0.05) for _ in range(2))
+    head = LinearHead(["pos", "neg"], np.ones((4, 2)), np.zeros(2), 1.0)
+    report = {"trained": 3, "holdout": 1, "accuracy": 0.9, "threshold": 0.6, "replaced": True}
+    version = trainer.store.record_training("t", "task", 3, report, head)
+    deadline = time.monotonic() + 0.1
+    while ("t", "task") not in other.serving:
+        assert time.monotonic() < deadline, "the other replica does not serve it"
+        time.sleep(0.002)
+    assert other.serving[("t", "task")].version == version
+    for runtime in (trainer, other):
+        runtime.store.close()

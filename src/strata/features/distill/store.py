@@ -67,6 +67,9 @@ MIGRATIONS = [
 ]
 
 
+TRAINED = "trained"  # the notice a new active specialist sends to other replicas
+
+
 @dataclass
 class Example:
     response_id: str
@@ -245,6 +248,8 @@ class DistillStore:
                     time.time(),
                 ),
             ).fetchone()
+            if report["replaced"]:
+                self.db.notify(conn, TRAINED, json.dumps([tenant, task]))
             return int(row[0])
 
     def last_training_examples(self, tenant: str, task: str) -> int:
