@@ -18,6 +18,33 @@ from strata.core.engine import Engine
 from strata.core.models.fake import FakeBackend, scripted
 from strata.core.settings import ModelSpec, Settings
 from strata.edges.http.app import create_app
+from tests.postgres import Cluster, start_cluster
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """One throwaway PostgreSQL cluster for the whole session, started on first use."""
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """Where a store under test lives, once per engine: a SQLite file in ``tmp_path``, or a
+    fresh database in the session's PostgreSQL cluster (``database_url`` then names it).
+    A store's contract tests take this fixture, so one test body covers both engines."""
+    if request.param == "sqlite":
+        yield tmp_path / "store.db"
+        return
+    cluster: Cluster = request.getfixturevalue("postgres_cluster")
+    name = cluster.create_database()
+    try:
+        yield cluster.database_url(name)
+    finally:
+        cluster.drop_database(name)
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +57,8 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "STRATA_API_KEYS",
         "STRATA_ADMIN_KEYS",
         "STRATA_PORT",
+        "STRATA_DATABASE",
+        "STRATA_DATABASE_URL",
     ):
         monkeypatch.delenv(name, raising=False)
 

@@ -73,6 +73,7 @@ def test_error_statuses() -> None:
         strata.UpstreamError: 502,
         strata.BackendUnavailable: 503,
         strata.Preempted: 503,
+        strata.StorageUnavailable: 503,
         strata.BackendTimeout: 504,
     }
     for cls, status in expected.items():

@@ -24,6 +24,7 @@ from strata.core.errors import (
     QuotaExceeded,
     RateLimited,
     RequestError,
+    StorageUnavailable,
     StrataError,
     UpstreamError,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "ResponseFormat",
     "SamplingParams",
     "Settings",
+    "StorageUnavailable",
     "StrataError",
     "Timings",
     "TokenLogprob",

@@ -14,8 +14,11 @@ def hash_settings(**overrides: Any) -> KnowledgeSettings:
     return KnowledgeSettings(**values)
 
 
-def make_kb(home: Path, **overrides: Any) -> KnowledgeBase:
-    return KnowledgeBase(home, hash_settings(**overrides))
+def make_kb(home: Path, database: Path | str | None = None, **overrides: Any) -> KnowledgeBase:
+    """A base in ``home``; on PostgreSQL when ``database`` is a URL (the ``database``
+    fixture's postgres param)."""
+    url = database if isinstance(database, str) else None
+    return KnowledgeBase(home, hash_settings(**overrides), database=url)
 
 
 def tiny_pdf(lines: list[str], title: str = "") -> bytes:

@@ -17,7 +17,7 @@ from strata.core.engine import Engine
 from strata.core.settings import Settings
 from strata.edges.cli.main import main
 from strata.edges.http.app import create_app
-from strata.features.keys.store import KeyStore, keys_path
+from strata.features.keys.store import KeyStore
 from tests.conftest import LiveServer, fake_settings
 
 
@@ -39,7 +39,7 @@ def test_create_prints_the_key_alone_once_and_keeps_only_its_hash(tmp_path: Path
     assert "$2.5 daily, 30 rpm, 5000 tpm" in lines[1]
     for db in home.glob("keys.db*"):
         assert key.encode() not in db.read_bytes()
-    store = KeyStore(keys_path(home))
+    store = KeyStore(home / "keys.db")
     try:
         (record,) = store.all()
     finally:

@@ -83,16 +83,15 @@ def fts_ranking(kb: KnowledgeBase, query: str, depth: int = 50) -> list[tuple[in
     words = fusion.query_terms(query)
     if not words:
         return []
-    fts = " OR ".join(f'"{w}"' for w in words)
-    with kb.lock.read():
-        return kb._keyword_fts(kb._reader(), coll, fts, depth, None)
+    with kb.lock.read(), kb._reading() as conn:
+        return kb._keyword_fts(conn, coll, words, depth, None)
 
 
 def memory_ranking(kb: KnowledgeBase, query: str, depth: int = 50) -> list[tuple[int, float]]:
     coll = kb.collection(T, "c")
-    with kb.lock.read():
+    with kb.lock.read(), kb._reading() as conn:
         kb._index(coll)
-        return kb._keyword(kb._reader(), coll, query, depth, None, None)
+        return kb._keyword(conn, coll, query, depth, None, None)
 
 
 def assert_same(kb: KnowledgeBase) -> None:

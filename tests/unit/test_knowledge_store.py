@@ -4,6 +4,7 @@ skip, read-after-write, filters, fusion, the vector matrix, tenants."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,12 @@ T = "tenant"
 
 
 @pytest.fixture
-def kb(tmp_path: Path) -> KnowledgeBase:
-    base = make_kb(tmp_path / "home")
+def kb(tmp_path: Path, database: Path | str) -> Iterator[KnowledgeBase]:
+    """The store contract: every test on this fixture runs on SQLite and on PostgreSQL."""
+    base = make_kb(tmp_path / "home", database)
     base.create_collection(T, "c")
-    return base
+    yield base
+    base.close()
 
 
 def docs() -> list[DocumentInput]:

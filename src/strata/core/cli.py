@@ -26,7 +26,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 APP_FACTORY = "strata.app_factory"
 
 # CoreSettings exposed as flags; the flag's type and help come from the field itself.
-FLAGS = ("host", "port", "home", "default_model", "max_queue", "log_level")
+FLAGS = ("host", "port", "home", "database", "default_model", "max_queue", "log_level")
 
 
 def settings_options(func: F) -> F:

@@ -21,6 +21,7 @@ OpenAI's error body in one place (``strata.edges.http.errors``), keyed on type, 
     │   └── QuotaExceeded           429: the key's budget for this period is spent
     ├── Preempted                   503: background work stopped so a user's request runs
     │                                   (only background callers see it; they retry later)
+    ├── StorageUnavailable          503: the database (PostgreSQL) cannot be reached
     └── BackendError                the model's fault (HTTP 5xx)
         ├── ModelLoadError          500: weights missing, corrupt, or out of memory
         ├── BackendUnavailable      503: remote unreachable after retries, or still loading
@@ -144,6 +145,14 @@ class Preempted(StrataError):
 
     status_code = 503
     code = "preempted"
+
+
+class StorageUnavailable(StrataError):
+    """The shared database did not answer (a PostgreSQL server down or out of connections):
+    the request is refused rather than answered without its state being recorded."""
+
+    status_code = 503
+    code = "storage_unavailable"
 
 
 class BackendError(StrataError):

@@ -13,7 +13,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -163,6 +171,11 @@ class CoreSettings(BaseSettings):
     )
 
     home: Path = Field(default_factory=default_home, description="Data directory (models, state)")
+    database: str | None = Field(
+        None,
+        description="PostgreSQL URL (postgresql://…) holding every store, shared by replicas"
+        " (also STRATA_DATABASE_URL); default: SQLite files in home",
+    )
     host: str = Field("127.0.0.1", description="Address to serve on")
     port: int = Field(8000, ge=0, le=65535, description="Port to serve on")
     api_keys: list[str] = Field(
@@ -196,7 +209,11 @@ class CoreSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            _DatabaseUrl(settings_cls),
+        ]
         config_file = _CONFIG_FILE.get()
         if config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
@@ -209,10 +226,34 @@ class CoreSettings(BaseSettings):
             raise ConfigError(f"settings section {name!r} is not a {kind.__name__}")
         return value
 
+    @field_validator("database")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("database is a PostgreSQL URL: postgresql://…")
+        return value
+
+    def store(self, component: str) -> Path | str:
+        """Where ``component``'s repository lives (``open_repository``): the PostgreSQL
+        database when one is set, else its own SQLite file in ``home``."""
+        return self.database or self.home / f"{component}.db"
+
     def all_models(self) -> dict[str, ModelSpec]:
         """The served models: bundled defaults (if on) overlaid by the configured ones."""
         base = default_models() if self.bundled_models else {}
         return {**base, **self.models}
+
+
+class _DatabaseUrl(PydanticBaseSettingsSource):
+    """``STRATA_DATABASE_URL``, the name PostgreSQL tools lead people to expect, for the
+    ``database`` setting (``STRATA_DATABASE`` works too, and wins)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        url = os.environ.get("STRATA_DATABASE_URL")
+        return {"database": url} if url else {}
 
 
 def settings_class() -> type[CoreSettings]:

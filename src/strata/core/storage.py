@@ -1,7 +1,14 @@
 """Durable state behind one contract, ``Repository``: what a feature's store needs from a
-database (transactions, queries, a way off the event loop), with that feature's own
-migrations. ``Database`` is the SQLite implementation, the embedded default; a PostgreSQL one
-implements the same protocol. Features open theirs with ``open_repository``.
+database (transactions, queries, a way off the event loop, change notices to other
+replicas), with that feature's own migrations. ``Database`` is the SQLite implementation, the
+embedded default; ``strata.core.postgres.PostgresRepository`` is the PostgreSQL one, chosen
+when the location is a ``postgresql://`` URL (the ``database`` setting). Features open theirs
+with ``open_repository(settings.store(component), component, migrations)``.
+
+Stores write the SQL both engines speak: ``?`` placeholders, ``ON CONFLICT … DO UPDATE`` /
+``DO NOTHING`` instead of ``INSERT OR …``, ``RETURNING id`` instead of ``lastrowid``, ``IS NOT
+DISTINCT FROM`` instead of ``IS ?``. Where the dialects really differ (full-text search, JSON
+paths), a store branches on ``repo.dialect`` and a migration declares both (``postgres=``).
 
 One SQLite database file per component (ledger, knowledge, dialogue, ...), migrated as code.
 
@@ -24,36 +31,69 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from strata.core.errors import ConfigError
 
 T = TypeVar("T")
 
 
+Dialect = Literal["sqlite", "postgres"]
+
+
 @dataclass(frozen=True)
 class Migration:
+    """One schema step. ``apply`` is SQL (or a function of the connection) for SQLite, and
+    for PostgreSQL too after its column types are mapped (``strata.core.postgres``);
+    ``postgres`` replaces it there when the dialects differ beyond types."""
+
     version: int
-    apply: str | Callable[[sqlite3.Connection], None]
+    apply: str | Callable[[Any], None]
+    postgres: str | Callable[[Any], None] | None = None
 
 
 class Repository(Protocol):
     """A feature's database. ``transaction`` commits durably when the block ends (what
-    "acknowledged" means everywhere in strata) or rolls back if it raises; ``run`` moves a
-    synchronous call off the event loop."""
+    "acknowledged" means everywhere in strata) or rolls back if it raises; the connection it
+    yields has sqlite3's ``execute``/``executemany`` (``?`` placeholders) on both engines.
+    ``run`` moves a synchronous call off the event loop. ``notify`` (inside a transaction)
+    tells every other replica's ``listen`` callback once the transaction commits; SQLite has
+    no other replicas, so there both do nothing."""
+
+    dialect: Dialect
 
     def transaction(self) -> AbstractContextManager[Any]: ...
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]: ...
 
+    def write(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> None:
+        """One statement as its own durable transaction (a ledger row per request): the
+        same promise as ``transaction``, in one round trip where the engine allows."""
+        ...
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    def notify(self, conn: Any, channel: str, payload: str) -> None: ...
+
+    def listen(self, channel: str, callback: Callable[[str | None], None]) -> None: ...
 
     def close(self) -> None: ...
 
 
-def open_repository(path: Path | str, component: str, migrations: Sequence[Migration]) -> Database:
-    """The feature ``component``'s repository at ``path``, migrated to its latest version."""
-    return Database(path, component, migrations)
+def is_url(location: Path | str) -> bool:
+    return str(location).startswith(("postgresql://", "postgres://"))
+
+
+def open_repository(
+    location: Path | str, component: str, migrations: Sequence[Migration]
+) -> Repository:
+    """The feature ``component``'s repository, migrated to its latest version: a SQLite file
+    at ``location``, or its own schema in the PostgreSQL database a URL names."""
+    if is_url(location):
+        from strata.core.postgres import PostgresRepository
+
+        return PostgresRepository(str(location), component, migrations)
+    return Database(location, component, migrations)
 
 
 class Database:
@@ -62,6 +102,8 @@ class Database:
     Calls are synchronous (SQLite is); async code uses ``await db.run(fn, ...)`` which moves
     the call to a worker thread so the event loop keeps serving.
     """
+
+    dialect: Dialect = "sqlite"
 
     def __init__(self, path: Path | str, component: str, migrations: Sequence[Migration]) -> None:
         self.path = Path(path)
@@ -137,8 +179,18 @@ class Database:
         with self.lock:
             return self.conn.execute(sql, params).fetchall()
 
+    def write(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> None:
+        with self.transaction() as conn:
+            conn.execute(sql, params)
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
+
+    def notify(self, conn: Any, channel: str, payload: str) -> None:
+        """Nothing to tell: one SQLite file has one serving process."""
+
+    def listen(self, channel: str, callback: Callable[[str | None], None]) -> None:
+        """Nothing to hear (see ``notify``)."""
 
     def close(self) -> None:
         with self.lock:

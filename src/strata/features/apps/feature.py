@@ -25,7 +25,7 @@ class Apps:
         from strata.features.apps.templates import TemplateRegistry
 
         settings = kernel.settings
-        self.store = AppStore(settings.home / "apps.db")
+        self.store = AppStore(settings.store("apps"))
         folder = settings.dialogue.templates_dir or settings.home / "templates"
         self.templates = TemplateRegistry(folder, self.store)
         self.response_log = ResponseLog(self.store)

@@ -1,12 +1,11 @@
-"""Application state in SQLite (``apps.db``): brand voices, custom templates, the responses
-strata gave (so feedback can refer to them) and the feedback itself. Every row belongs to an
-owner (the caller's, ``strata.core.tenancy``); lookups filter on it, so another key's rows
-are a 404."""
+"""Application state (``apps.db``, or the ``strata_apps`` schema in PostgreSQL): brand
+voices, custom templates, the responses strata gave (so feedback can refer to them) and the
+feedback itself. Every row belongs to an owner (the caller's, ``strata.core.tenancy``);
+lookups filter on it, so another key's rows are a 404."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -103,13 +102,12 @@ class AppStore:
         body = json.dumps(profile)
         with self.db.transaction() as conn:
             if create:
-                try:
-                    conn.execute(
-                        "INSERT INTO voices VALUES (?, ?, ?, ?, ?)",
-                        (owner, voice_id, body, now, now),
-                    )
-                except sqlite3.IntegrityError:
-                    raise InvalidRequest(f"voice '{voice_id}' already exists", param="id") from None
+                cursor = conn.execute(
+                    "INSERT INTO voices VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner, id) DO NOTHING",
+                    (owner, voice_id, body, now, now),
+                )
+                if cursor.rowcount == 0:
+                    raise InvalidRequest(f"voice '{voice_id}' already exists", param="id")
             else:
                 cursor = conn.execute(
                     "UPDATE voices SET profile = ?, updated = ? WHERE owner = ? AND id = ?",
@@ -173,7 +171,11 @@ class AppStore:
     ) -> None:
         with self.db.transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, model = excluded.model,"
+                " template = excluded.template, voice = excluded.voice,"
+                " inputs = excluded.inputs, prompt = excluded.prompt, output = excluded.output,"
+                " created = excluded.created",
                 (
                     response_id,
                     owner,
@@ -200,12 +202,12 @@ class AppStore:
     ) -> int:
         self.response(owner, response_id)
         with self.db.transaction() as conn:
-            cursor = conn.execute(
+            row = conn.execute(
                 "INSERT INTO feedback (owner, response_id, rating, edited, comment, created)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 (owner, response_id, rating, edited, comment, time.time()),
-            )
-            return int(cursor.lastrowid or 0)
+            ).fetchone()
+            return int(row[0])
 
     def examples(
         self, owner: str, template: str | None, voice: str | None, limit: int
@@ -219,7 +221,8 @@ class AppStore:
             SELECT r.inputs, r.prompt, r.output, f.rating, f.edited FROM responses r
             JOIN feedback f ON f.id = (
                 SELECT id FROM feedback WHERE response_id = r.id ORDER BY id DESC LIMIT 1)
-            WHERE r.owner = ? AND r.template IS ? AND r.voice IS ?
+            WHERE r.owner = ? AND r.template IS NOT DISTINCT FROM ?
+              AND r.voice IS NOT DISTINCT FROM ?
               AND (f.edited IS NOT NULL OR f.rating > 0)
             ORDER BY f.id DESC LIMIT ?
             """,

@@ -26,7 +26,7 @@ class Dialogue:
 
         self.kernel = kernel
         self.settings = kernel.settings.dialogue
-        self.sessions = SessionStore(kernel.settings.home / "dialogue.db")
+        self.sessions = SessionStore(kernel.settings.store("dialogue"))
         self.summariser = Summariser(
             self.sessions, kernel.service, self.settings, self.summary_model
         )

@@ -26,7 +26,7 @@ def build_distill(kernel: Kernel) -> Distill:
     from strata.features.distill.runtime import Distill
 
     settings = kernel.settings.section("distill", DistillSettings)
-    distill = Distill(kernel.settings.home, settings, kernel.settings.cpu_hour_usd)
+    distill = Distill(kernel.settings.store("distill"), settings, kernel.settings.cpu_hour_usd)
     kernel.provide(Specialist, distill)  # type: ignore[type-abstract]
     kernel.events.subscribe(distill.on_turn)
     kernel.events.on_feedback(distill.on_feedback)

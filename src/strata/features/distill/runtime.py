@@ -28,7 +28,7 @@ from strata.core.turn import Turn, TurnCompleted
 from strata.features.distill.head import LinearHead
 from strata.features.distill.labels import LabelSet, label_set, request_text
 from strata.features.distill.settings import DistillSettings
-from strata.features.distill.store import DistillStore, Trained
+from strata.features.distill.store import TRAINED, DistillStore, Trained
 from strata.features.distill.trainer import NEVER, train
 
 log = logging.getLogger("strata.features.distill")
@@ -44,18 +44,30 @@ class Serving:
 
 
 class Distill:
-    def __init__(self, home: Path, settings: DistillSettings, cpu_hour_usd: float) -> None:
+    def __init__(
+        self, location: Path | str, settings: DistillSettings, cpu_hour_usd: float
+    ) -> None:
         self.settings = settings
         self.cpu_hour_usd = cpu_hour_usd
-        self.store = DistillStore(home / "distill.db")
-        self.serving: dict[tuple[str, str], Serving] = {
-            (t.tenant, t.task): Serving(t.head, t.threshold, t.version) for t in self.store.active()
-        }
+        self.store = DistillStore(location)
+        self.serving: dict[tuple[str, str], Serving] = self._stored()
+        # Replicas on one PostgreSQL database: a specialist trained on one serves on all.
+        self.store.db.listen(TRAINED, self._trained_somewhere)
         self._embedder: Embedder | None = None
         self._vectors: dict[str, npt.NDArray[np.float32]] = {}  # response id → its embedding
         self._training: set[tuple[str, str]] = set()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()
+
+    def _stored(self) -> dict[tuple[str, str], Serving]:
+        return {
+            (t.tenant, t.task): Serving(t.head, t.threshold, t.version) for t in self.store.active()
+        }
+
+    def _trained_somewhere(self, payload: str | None) -> None:
+        """A replica (this one included) made a new specialist active: serve what the store
+        has, swapped in by one assignment."""
+        self.serving = self._stored()
 
     @property
     def embedder(self) -> Embedder:

@@ -67,6 +67,9 @@ MIGRATIONS = [
 ]
 
 
+TRAINED = "trained"  # the notice a new active specialist sends to other replicas
+
+
 @dataclass
 class Example:
     response_id: str
@@ -91,7 +94,7 @@ class Trained:
 
 
 class DistillStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         self.db = open_repository(path, "distill", MIGRATIONS)
 
     # ---- tasks and observations ----
@@ -112,11 +115,15 @@ class DistillStore:
         blob = None if vector is None else np.asarray(vector, np.float32).tobytes()
         with self.db.transaction() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO tasks VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (tenant, task, route, json.dumps(labels.labels), labels.field, int(labels.plain)),
             )
             conn.execute(
-                "INSERT OR REPLACE INTO observations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO observations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (response_id) DO UPDATE SET tenant = excluded.tenant,"
+                " task = excluded.task, text = excluded.text, answer = excluded.answer,"
+                " tier = excluded.tier, label = excluded.label, source = excluded.source,"
+                " vector = excluded.vector, created = excluded.created",
                 (
                     response_id,
                     tenant,
@@ -193,11 +200,13 @@ class DistillStore:
     def traffic(self, tenant: str, task: str, recent: int) -> dict[str, Any]:
         """How many turns each tier answered, overall and over the last ``recent``."""
         out: dict[str, Any] = {}
-        for scope, limit in (("all", -1), ("recent", recent)):
+        for scope, limit in (("all", None), ("recent", recent)):
             rows = self.db.query(
                 "SELECT tier, COUNT(*) AS n FROM (SELECT tier FROM observations"
-                " WHERE tenant = ? AND task = ? ORDER BY created DESC LIMIT ?) GROUP BY tier",
-                (tenant, task, limit),
+                " WHERE tenant = ? AND task = ? ORDER BY created DESC"
+                + (" LIMIT ?" if limit is not None else "")
+                + ") AS picked GROUP BY tier",
+                (tenant, task) if limit is None else (tenant, task, limit),
             )
             out[scope] = {str(r["tier"]): int(r["n"]) for r in rows}
         return out
@@ -220,10 +229,10 @@ class DistillStore:
                     "UPDATE specialists SET active = 0 WHERE tenant = ? AND task = ?",
                     (tenant, task),
                 )
-            cursor = conn.execute(
+            row = conn.execute(
                 "INSERT INTO specialists (tenant, task, examples, trained, holdout, accuracy,"
                 " previous_accuracy, threshold, active, head, weights, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     tenant,
                     task,
@@ -238,8 +247,10 @@ class DistillStore:
                     weights.tobytes() if report["replaced"] else None,
                     time.time(),
                 ),
-            )
-            return int(cursor.lastrowid or 0)
+            ).fetchone()
+            if report["replaced"]:
+                self.db.notify(conn, TRAINED, json.dumps([tenant, task]))
+            return int(row[0])
 
     def last_training_examples(self, tenant: str, task: str) -> int:
         rows = self.db.query(

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def _store(settings: CoreSettings) -> KeyStore:
     from strata.features.keys.store import KeyStore, keys_path
 
-    return KeyStore(keys_path(settings.home))
+    return KeyStore(keys_path(settings))
 
 
 @click.group()

@@ -31,7 +31,7 @@ class Keys:
 
         settings = kernel.settings
         section = settings.section("keys", KeysSettings)
-        self.store = KeyStore(keys_path(settings.home))
+        self.store = KeyStore(keys_path(settings))
         self.cache = KeyCache(self.store, section.refresh_s)
         self.limits = KeyLimits(
             self.cache, self.store, kernel.engine, kernel.costs, section.answer_tokens

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from strata.core.errors import InvalidRequest, NotFound
+from strata.core.settings import CoreSettings
 from strata.core.storage import Migration, Repository, open_repository
 from strata.core.tenancy import key_digest
 from strata.features.keys.records import PERIODS, KeyRecord, Period, new_token, period_bounds
@@ -57,8 +58,9 @@ COLUMNS = "id, name, digest, hint, created, budget_usd, period, rpm, tpm, revoke
 MAX_NAME = 64
 
 
-def keys_path(home: Path) -> Path:
-    return home / "keys.db"
+def keys_path(settings: CoreSettings) -> Path | str:
+    """The keys' repository: ``keys.db`` in home, or the PostgreSQL database."""
+    return settings.store("keys")
 
 
 class KeyStore:

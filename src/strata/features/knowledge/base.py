@@ -12,25 +12,28 @@ work; the matrix is rebuilt from the stored vectors on start.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 import sqlite3
 import threading
 import time
+import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from strata.core.embeddings import Embedder, create_embedder
 from strata.core.errors import InvalidRequest, NotFound
-from strata.core.storage import open_repository
+from strata.core.storage import Database, open_repository
 from strata.features.knowledge import store as sql
 from strata.features.knowledge.bm25 import KeywordIndex
 from strata.features.knowledge.chunking import chunk_blocks
 from strata.features.knowledge.documents import DocumentInput, Hit, Prepared, WriteResult
 from strata.features.knowledge.locks import RWLock
+from strata.features.knowledge.replicas import CHANNEL, ReplicaMixin
 from strata.features.knowledge.search import MODES, SearchMixin
 from strata.features.knowledge.settings import KnowledgeSettings
 from strata.features.knowledge.store import Collection, NewChunk
@@ -46,13 +49,19 @@ Mode = Literal["hybrid", "bm25", "vector"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class KnowledgeBase(SearchMixin):
+class KnowledgeBase(SearchMixin, ReplicaMixin):
     def __init__(
-        self, home: Path, settings: KnowledgeSettings, embedder: Embedder | None = None
+        self,
+        home: Path,
+        settings: KnowledgeSettings,
+        embedder: Embedder | None = None,
+        database: str | None = None,
     ) -> None:
+        """The base in ``home/knowledge.db``, or in the PostgreSQL ``database`` when given
+        (shared with other replicas: see ``strata.features.knowledge.replicas``)."""
         self.settings = settings
         self.embedder = embedder if embedder is not None else create_embedder(settings)
-        self.db = open_repository(home / "knowledge.db", "knowledge", sql.MIGRATIONS)
+        self.db = open_repository(database or home / "knowledge.db", "knowledge", sql.MIGRATIONS)
         self.lock = RWLock()
         self._load_lock = threading.Lock()
         self._indexes: dict[int, VectorIndex] = {}
@@ -63,22 +72,30 @@ class KnowledgeBase(SearchMixin):
         self._query_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        self.replica = uuid.uuid4().hex  # tells this replica's own notices from others'
+        self.db.listen(CHANNEL, self._changed_elsewhere)
 
     def close(self) -> None:
         for conn in self._readers:
             conn.close()
         self.db.close()
 
-    def _reader(self) -> sqlite3.Connection:
-        """This thread's read-only connection: searches run in parallel with each other (WAL
-        readers never block), while the write lock keeps them off a half-applied commit."""
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """A connection for one search: on SQLite this thread's read-only one (WAL readers run
+        in parallel; the write lock keeps them off a half-applied commit), on PostgreSQL one
+        from the pool, in one transaction (one snapshot for the search's queries)."""
+        if not isinstance(self.db, Database):
+            with self.db.transaction() as shared:
+                yield shared
+            return
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(str(self.db.path), check_same_thread=False, timeout=30)
             conn.execute("PRAGMA query_only = ON")
             self._local.conn = conn
             self._readers.append(conn)
-        return conn
+        yield conn
 
     # collections -------------------------------------------------------------------------
 
@@ -92,7 +109,8 @@ class KnowledgeBase(SearchMixin):
             )
         with self.lock.write(), self.db.transaction() as conn:
             cursor = conn.execute(
-                "INSERT OR IGNORE INTO collections (tenant, name, created) VALUES (?, ?, ?)",
+                "INSERT INTO collections (tenant, name, created) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
                 (tenant, name, time.time()),
             )
             created = cursor.rowcount == 1
@@ -121,6 +139,7 @@ class KnowledgeBase(SearchMixin):
         coll = self.collection(tenant, name)
         with self.lock.write():
             with self.db.transaction() as conn:
+                self._write_lock(conn, coll)
                 conn.execute(
                     "DELETE FROM chunks_fts WHERE rowid IN"
                     " (SELECT id FROM chunks WHERE collection_id = ?)",
@@ -129,6 +148,7 @@ class KnowledgeBase(SearchMixin):
                 conn.execute("DELETE FROM chunks WHERE collection_id = ?", (coll.id,))
                 conn.execute("DELETE FROM documents WHERE collection_id = ?", (coll.id,))
                 conn.execute("DELETE FROM collections WHERE id = ?", (coll.id,))
+                self._tell(conn, coll, None, None)
             self._indexes.pop(coll.id, None)
             self._keywords.pop(coll.id, None)
 
@@ -280,6 +300,7 @@ class KnowledgeBase(SearchMixin):
         with self.lock.write():
             index = self._index(coll)
             with self.db.transaction() as conn:
+                self._write_lock(conn, coll)
                 if not conn.execute(
                     "SELECT 1 FROM collections WHERE id = ?", (coll.id,)
                 ).fetchone():
@@ -295,7 +316,8 @@ class KnowledgeBase(SearchMixin):
                         continue
                     old = sql.delete_chunks(conn, coll.id, doc.id)
                     conn.executemany(
-                        "INSERT OR IGNORE INTO vectors (key, vector) VALUES (?, ?)", p.fresh
+                        "INSERT INTO vectors (key, vector) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                        p.fresh,
                     )
                     new = sql.insert_chunks(conn, coll, doc.id, doc.title, p.chunks)
                     sql.upsert_document(
@@ -312,6 +334,13 @@ class KnowledgeBase(SearchMixin):
                     swaps.append((old, new, p.vectors, p))
                     status: Literal["new", "updated"] = "updated" if row is not None else "new"
                     results.append(WriteResult(doc.id, status, len(new)))
+                if swaps:
+                    self._tell(
+                        conn,
+                        coll,
+                        [i for s in swaps for i in s[0]],
+                        [i for s in swaps for i in s[1]],
+                    )
             keywords = self._keywords[coll.id]
             for old, new, vectors, p in swaps:
                 index.remove(old)
@@ -327,6 +356,7 @@ class KnowledgeBase(SearchMixin):
         with self.lock.write():
             index = self._index(coll)
             with self.db.transaction() as conn:
+                self._write_lock(conn, coll)
                 old = sql.delete_chunks(conn, coll.id, doc_id)
                 gone = conn.execute(
                     "DELETE FROM documents WHERE collection_id = ? AND doc_id = ?",
@@ -334,6 +364,7 @@ class KnowledgeBase(SearchMixin):
                 ).rowcount
                 if not gone:
                     raise NotFound(f"no document '{doc_id}' in '{name}'", param="document_id")
+                self._tell(conn, coll, old, [])
             index.remove(old)
             self._keywords[coll.id].remove(old)
 

@@ -28,7 +28,11 @@ def _tenant(key: str | None) -> str:
 def _kb(settings: CoreSettings) -> Any:
     from strata.features.knowledge.base import KnowledgeBase
 
-    return KnowledgeBase(settings.home, settings.section("knowledge", KnowledgeSettings))
+    return KnowledgeBase(
+        settings.home,
+        settings.section("knowledge", KnowledgeSettings),
+        database=settings.database,
+    )
 
 
 _key_option = click.option(

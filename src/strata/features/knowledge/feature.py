@@ -30,6 +30,7 @@ class Knowledge:
         from strata.features.knowledge.grounding import KnowledgeLayer
 
         self.home = kernel.settings.home
+        self.database = kernel.settings.database
         self.settings = kernel.settings.section("knowledge", KnowledgeSettings)
         kernel.service.add_layer(KnowledgeLayer(lambda: self.base, self.settings))
         kernel.provide(KnowledgeSearch, self)  # type: ignore[type-abstract]
@@ -38,7 +39,7 @@ class Knowledge:
     def base(self) -> KnowledgeBase:
         from strata.features.knowledge.base import KnowledgeBase
 
-        return KnowledgeBase(self.home, self.settings)
+        return KnowledgeBase(self.home, self.settings, database=self.database)
 
     def search(self, tenant: str, collection: str, query: str, top_k: int) -> list[Passage]:
         return [

@@ -5,14 +5,15 @@ the commit-and-swap step takes, so a reader sees a document entirely old or enti
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from strata.core.embeddings import Embedder
 from strata.core.errors import InvalidRequest
+from strata.core.storage import Repository
 from strata.features.knowledge import fusion
 from strata.features.knowledge import store as sql
 from strata.features.knowledge.bm25 import KeywordIndex
@@ -26,6 +27,7 @@ MODES = ("hybrid", "bm25", "vector")
 
 
 class SearchMixin:
+    db: Repository
     settings: KnowledgeSettings
     embedder: Embedder
     lock: RWLock
@@ -36,7 +38,7 @@ class SearchMixin:
     def collection(self, tenant: str, name: str) -> Collection:
         raise NotImplementedError
 
-    def _reader(self) -> sqlite3.Connection:
+    def _reading(self) -> AbstractContextManager[Any]:
         raise NotImplementedError
 
     def _index(self, coll: Collection) -> VectorIndex:
@@ -66,8 +68,7 @@ class SearchMixin:
         if vector is None and mode != "bm25":
             vector = self._embed_query(query)
         depth = max(self.settings.candidates, top_k * (3 if per_document else 1))
-        with self.lock.read():
-            conn = self._reader()
+        with self.lock.read(), self._reading() as conn:
             index = self._index(coll)
             allowed = self._allowed(conn, coll, filters) if filters else None
             keyword = (
@@ -110,11 +111,9 @@ class SearchMixin:
                 self._query_vectors.popitem(last=False)
         return vector
 
-    def _allowed(
-        self, conn: sqlite3.Connection, coll: Collection, filters: dict[str, Any]
-    ) -> list[int]:
+    def _allowed(self, conn: Any, coll: Collection, filters: dict[str, Any]) -> list[int]:
         params: list[Any] = [coll.id]
-        where = sql.filter_sql(filters, params)
+        where = sql.filter_sql(filters, params, dialect=self.db.dialect)
         rows = conn.execute(
             "SELECT c.id FROM chunks c JOIN documents d"
             " ON d.collection_id = c.collection_id AND d.doc_id = c.doc_id"
@@ -125,7 +124,7 @@ class SearchMixin:
 
     def _keyword(
         self,
-        conn: sqlite3.Connection,
+        conn: Any,
         coll: Collection,
         query: str,
         depth: int,
@@ -145,25 +144,43 @@ class SearchMixin:
             return keywords.search(
                 [t[0] for t in tokens], depth, self.settings.title_weight, allowed
             )
-        return self._keyword_fts(conn, coll, " OR ".join(f'"{w}"' for w in words), depth, filters)
+        return self._keyword_fts(conn, coll, words, depth, filters)
 
     def _keyword_fts(
         self,
-        conn: sqlite3.Connection,
+        conn: Any,
         coll: Collection,
-        terms: str,
+        words: list[str],
         depth: int,
         filters: dict[str, Any] | None,
     ) -> list[tuple[int, float]]:
-        """FTS5's own ``bm25()`` (the durable index; also the reference the tests compare
-        the in-memory scores with)."""
-        params: list[Any] = [self.settings.title_weight, f"coll:{coll.token} AND ({terms})"]
+        """The durable full-text index: FTS5's own ``bm25()`` on SQLite (also the reference
+        the tests compare the in-memory scores with); on PostgreSQL, ``ts_rank`` over the
+        stored ``tsvector`` (title weighted ``title_weight`` to the body's 1), each word a
+        phrase, any of them matching."""
         join = where = ""
         if filters:
             join = (
                 " JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d"
                 " ON d.collection_id = c.collection_id AND d.doc_id = c.doc_id"
             )
+        if self.db.dialect == "postgres":
+            quoted = " or ".join('"' + w.replace('"', " ") + '"' for w in words)
+            params: list[Any] = [self.settings.title_weight, quoted, coll.token]
+            if filters:
+                where = " AND " + sql.filter_sql(filters, params, dialect="postgres")
+            params.append(depth)
+            rows = conn.execute(
+                "SELECT chunks_fts.rowid, ts_rank(ARRAY[0, 0, 1.0, ?]::float4[], tsv, q) AS s"
+                " FROM chunks_fts CROSS JOIN websearch_to_tsquery('english', ?) AS q"
+                f"{join} WHERE coll = ? AND tsv @@ q{where} ORDER BY s DESC, chunks_fts.rowid"
+                " LIMIT ?",
+                params,
+            ).fetchall()
+            return [(int(r[0]), float(r[1])) for r in rows]
+        terms = " OR ".join(f'"{w}"' for w in words)
+        params = [self.settings.title_weight, f"coll:{coll.token} AND ({terms})"]
+        if filters:
             where = " AND " + sql.filter_sql(filters, params)
         params.append(depth)
         rows = conn.execute(
@@ -173,7 +190,7 @@ class SearchMixin:
         ).fetchall()
         return [(int(r[0]), -float(r[1])) for r in rows]
 
-    def _owners(self, conn: sqlite3.Connection, ids: list[int]) -> dict[int, str]:
+    def _owners(self, conn: Any, ids: list[int]) -> dict[int, str]:
         out: dict[int, str] = {}
         unique = list(dict.fromkeys(ids))
         for start in range(0, len(unique), 500):
@@ -185,7 +202,7 @@ class SearchMixin:
 
     def _hits(
         self,
-        conn: sqlite3.Connection,
+        conn: Any,
         top: list[tuple[int, float]],
         index: VectorIndex,
         vector: Any,

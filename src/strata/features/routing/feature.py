@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from strata.core.kernel import Kernel
 
 
-def ledger_path(settings: CoreSettings) -> Path:
-    return settings.home / "ledger.db"
+def ledger_path(settings: CoreSettings) -> Path | str:
+    """The ledger's repository: ``ledger.db`` in home, or the PostgreSQL database."""
+    return settings.store("ledger")
 
 
 class Routing:

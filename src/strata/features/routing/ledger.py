@@ -61,8 +61,7 @@ class Ledger:
     def record(self, row: dict[str, Any]) -> None:
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        with self.db.transaction() as conn:
-            conn.execute(f"INSERT INTO requests ({columns}) VALUES ({marks})", list(row.values()))
+        self.db.write(f"INSERT INTO requests ({columns}) VALUES ({marks})", list(row.values()))
 
     def rows(self, **filters: Any) -> list[dict[str, Any]]:
         where, params = _where(**filters)
@@ -113,7 +112,7 @@ class Ledger:
         buckets without requests are left out."""
         where, params = _where(**filters)
         found = self.db.query(
-            "SELECT CAST(ts / ? AS INTEGER) * ? AS start, COUNT(*) AS requests,"
+            "SELECT CAST(FLOOR(ts / ?) AS BIGINT) * ? AS start, COUNT(*) AS requests,"
             " SUM(cost_usd) AS cost_usd, SUM(baseline_usd) AS baseline_usd,"
             " SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens"
             f" FROM requests{where} GROUP BY start ORDER BY start",
