@@ -1,0 +1,69 @@
+"""Build and run strata's Ray Serve application from the settings.
+
+Each local model becomes a ``ModelServer`` deployment named ``model-NAME``, sized by
+``[ray.model]`` and ``[ray.models.NAME]``; the gateway is the ingress, sized by
+``[ray.gateway]``. Remote models get no deployment: the gateway calls them as it always does.
+
+Two ways to start it: ``strata serve --ray`` (``run``) or Ray's own CLI, ``serve run
+strata.edges.ray.app:build config=strata.toml`` (``build``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from strata.core.deployment import GATEWAY_ONGOING
+from strata.core.models.registry import backend_class
+from strata.core.settings import CoreSettings, load_settings
+
+
+def build_app(settings: CoreSettings) -> Any:
+    """The Ray Serve application (a bound gateway over bound model deployments)."""
+    from ray import serve
+
+    from strata.edges.ray.deployments import Gateway, ModelServer
+
+    handles: dict[str, Any] = {}
+    for name, spec in settings.all_models().items():
+        cls = backend_class(spec.backend)
+        if not cls.local:
+            continue
+        options = settings.ray.for_model(name).ray_options(
+            spec.max_concurrency or cls.default_concurrency
+        )
+        deployment = serve.deployment(ModelServer).options(name=f"model-{name}", **options)
+        handles[name] = deployment.bind(name, spec.model_dump(mode="json"), str(settings.home))
+    gateway = serve.deployment(Gateway).options(
+        name="gateway", **settings.ray.gateway.ray_options(GATEWAY_ONGOING)
+    )
+    return gateway.bind(settings.model_dump(mode="json"), handles)
+
+
+def build(args: dict[str, str]) -> Any:
+    """Application builder for ``serve run strata.edges.ray.app:build [config=FILE]``."""
+    return build_app(load_settings(args.get("config")))
+
+
+def deploy(settings: CoreSettings) -> None:
+    """Join (or start) the Ray cluster and deploy strata, the gateway at ``/`` on
+    ``settings.host:settings.port``; returns once every replica is up."""
+    import ray
+    from ray import serve
+
+    if not ray.is_initialized():
+        ray.init(address=settings.ray.address)
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.run(build_app(settings), name=settings.ray.app_name, route_prefix="/")
+
+
+def run(settings: CoreSettings) -> None:
+    """``strata serve --ray``: deploy, then serve until interrupted, and tear down."""
+    from ray import serve
+
+    deploy(settings)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        serve.delete(settings.ray.app_name)
