@@ -32,11 +32,11 @@ def build_app(settings: CoreSettings) -> Any:
         options = settings.ray.for_model(name).ray_options(
             spec.max_concurrency or cls.default_concurrency
         )
-        deployment = serve.deployment(ModelServer).options(name=f"model-{name}", **options)
+        model: Any = serve.deployment(ModelServer)  # Ray's stubs type a class as a function
+        deployment = model.options(name=f"model-{name}", **options)
         handles[name] = deployment.bind(name, spec.model_dump(mode="json"), str(settings.home))
-    gateway = serve.deployment(Gateway).options(
-        name="gateway", **settings.ray.gateway.ray_options(GATEWAY_ONGOING)
-    )
+    ingress: Any = serve.deployment(Gateway)
+    gateway = ingress.options(name="gateway", **settings.ray.gateway.ray_options(GATEWAY_ONGOING))
     return gateway.bind(settings.model_dump(mode="json"), handles)
 
 

@@ -30,6 +30,7 @@ from strata.core.settings import CoreSettings, ModelSpec, load_settings
 class ModelServer:
     def __init__(self, name: str, spec: dict[str, Any], home: str) -> None:
         self.backend = create_backend(name, ModelSpec.model_validate(spec), Path(home))
+        self.generations = 0
 
     async def load(self) -> list[str]:
         """Load the weights; the capabilities the loaded model really has."""
@@ -39,11 +40,19 @@ class ModelServer:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk | StrataError]:
         """The backend's chunks; a ``StrataError`` is sent as the last item, not raised, so
         it reaches the gateway as itself (see ``strata.core.models.ray``)."""
+        self.generations += 1
         try:
             async for chunk in self.backend.generate(request):
                 yield chunk
         except StrataError as exc:
             yield exc
+
+    async def stats(self) -> dict[str, Any]:
+        """Which replica answered and how many generations it has run (spreading checks)."""
+        return {
+            "replica": serve.get_replica_context().replica_id.unique_id,
+            "generations": self.generations,
+        }
 
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int] | StrataError:
         try:
