@@ -11,9 +11,13 @@ bill, answer) plus Ray Serve's HTTP proxy, and nothing else.
 concurrent greedy requests through the gateway.
 
 Rounds alternate the replica counts (Ray Serve scales the deployment in place between them);
-the figure is the median of the rounds, and the ratio is two replicas over one. Two cores
-shared with other work cap what one machine can show: the README turns the ratios into the
-arithmetic for N machines.
+each figure is the median of the rounds, and the ratio is two replicas over one. Beside the
+rate per second, each section reports the rate per CPU-second the measured processes used
+(read from ``/proc``): on a shared machine the kernel's autogroup scheduler gives all of one
+session's processes (every Ray worker included) one fair share of the cores, so a second
+replica there cannot get more CPU, and the rate per second says little; the rate per
+CPU-second says whether a second replica costs extra work, which is what the arithmetic for
+N machines (in the README) needs.
 """
 
 from __future__ import annotations
@@ -49,10 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gateway-concurrency", type=int, default=64, help="connections at once (gateway)"
     )
     parser.add_argument(
-        "--model-requests", type=int, default=8, help="concurrent generations per round (replicas)"
+        "--model-requests", type=int, default=4, help="concurrent generations per round (replicas)"
     )
     parser.add_argument(
-        "--max-tokens", type=int, default=48, help="tokens per generation (replicas)"
+        "--max-tokens", type=int, default=32, help="tokens per generation (replicas)"
     )
 
 
@@ -71,33 +75,71 @@ def ray_serve(port: int) -> Iterator[None]:
         ray.shutdown()
 
 
+def replica_pids(*titles: str) -> list[int]:
+    """Processes of this machine whose title (Ray sets ``ray::ServeReplica:APP:NAME``,
+    ``ray::ProxyActor``) contains one of ``titles``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith("ray::") and any(t in title for t in titles):
+            found.append(int(entry.name))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def alternate(
-    counts: list[int], rounds: int, measure: Callable[[int, int], float], what: str
-) -> dict[int, list[float]]:
-    samples: dict[int, list[float]] = {n: [] for n in counts}
+    counts: list[int], rounds: int, measure: Callable[[int], dict[str, float]], what: str
+) -> dict[int, list[dict[str, float]]]:
+    samples: dict[int, list[dict[str, float]]] = {n: [] for n in counts}
     for r in range(rounds):
         for n in counts:
-            value = measure(r, n)
-            samples[n].append(value)
-            console.log(f"{what} round {r + 1}/{rounds}, {n} replica(s): {value:.1f}")
+            values = measure(n)
+            samples[n].append(values)
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in values.items())
+            console.log(f"{what} round {r + 1}/{rounds}, {n} replica(s): {shown}")
     return samples
 
 
-def summary(samples: dict[int, list[float]], unit: str, title: str) -> dict[str, Any]:
-    one, two = median(samples[1]), median(samples[2])
+def summary(samples: dict[int, list[dict[str, float]]], title: str) -> dict[str, Any]:
+    """Per metric: the median of the rounds for each replica count, and two over one."""
+    metrics = list(samples[1][0])
     table = Table(title=title)
-    for column in ("replicas", f"{unit} (median)", "rounds"):
-        table.add_column(column, justify="right")
-    for n, values in samples.items():
-        table.add_row(str(n), f"{median(values):.1f}", " ".join(f"{v:.1f}" for v in values))
-    table.add_row("2 / 1", f"{two / one:.2f}", "")
+    table.add_column("replicas", justify="right")
+    for metric in metrics:
+        table.add_column(f"{metric} (median)", justify="right")
+    medians = {n: {m: median([v[m] for v in rows]) for m in metrics} for n, rows in samples.items()}
+    for n in samples:
+        table.add_row(str(n), *(f"{medians[n][m]:.2f}" for m in metrics))
+    ratios = {m: medians[2][m] / medians[1][m] for m in metrics}
+    table.add_row("2 / 1", *(f"{ratios[m]:.2f}" for m in metrics))
     console.print(table)
     return {
         "by_replicas": {
-            str(n): {unit: round(median(v), 2), "rounds": [round(x, 2) for x in v]}
-            for n, v in samples.items()
+            str(n): {
+                **{m: round(medians[n][m], 3) for m in metrics},
+                "rounds": [{m: round(v[m], 3) for m in metrics} for v in rows],
+            }
+            for n, rows in samples.items()
         },
-        "ratio_2_over_1": round(two / one, 3),
+        "ratio_2_over_1": {m: round(r, 3) for m, r in ratios.items()},
+        "load_average_at_end": round(os.getloadavg()[0], 1),
     }
 
 
@@ -112,7 +154,7 @@ def gateway_section(args: argparse.Namespace) -> dict[str, Any]:
         wait_http(f"http://{HOST}:{canned}/v1/models", backend, timeout_s=60)
         spec = ModelSpec(backend="openai", url=f"http://{HOST}:{canned}/v1", max_concurrency=256)
 
-        def measure(r: int, replicas: int) -> float:
+        def measure(replicas: int) -> dict[str, float]:
             settings = load_settings(
                 home=Path(tmp) / "home",
                 host=HOST,
@@ -124,20 +166,24 @@ def gateway_section(args: argparse.Namespace) -> dict[str, Any]:
             )
             deploy(settings)
             asyncio.run(throughput(port, args.gateway_concurrency, 2.0))  # warm up
+            pids = replica_pids("ServeReplica:strata:gateway", "ProxyActor")
+            cpu = cpu_seconds(pids)
             ok, bad, seconds = asyncio.run(
                 throughput(port, args.gateway_concurrency, args.gateway_seconds)
             )
+            cpu = cpu_seconds(pids) - cpu
             if bad:
                 console.log(f"[red]{bad} answers were not 200[/red]")
-            return ok / seconds
+            return {"requests_per_s": ok / seconds, "requests_per_cpu_s": ok / max(cpu, 1e-9)}
 
         with ray_serve(port):
-            samples = alternate([1, 2], args.rounds, measure, "gateway requests/s")
-    title = f"gateway on Ray Serve: requests/s at concurrency {args.gateway_concurrency}"
+            samples = alternate([1, 2], args.rounds, measure, "gateway")
+    title = f"gateway replicas on Ray Serve, concurrency {args.gateway_concurrency}"
     return {
         "concurrency": args.gateway_concurrency,
         "seconds_per_round": args.gateway_seconds,
-        **summary(samples, "requests_per_s", title),
+        "cpu": "gateway replicas and Ray Serve's HTTP proxy",
+        **summary(samples, title),
     }
 
 
@@ -173,7 +219,7 @@ def replicas_section(args: argparse.Namespace) -> dict[str, Any]:
     spec = ModelSpec(path=gguf, n_threads=1, n_ctx=1024, max_queue=256)
     with tempfile.TemporaryDirectory() as tmp:
 
-        def measure(r: int, replicas: int) -> float:
+        def measure(replicas: int) -> dict[str, float]:
             settings = load_settings(
                 home=Path(tmp) / "home",
                 host=HOST,
@@ -187,16 +233,20 @@ def replicas_section(args: argparse.Namespace) -> dict[str, Any]:
             )
             deploy(settings)
             asyncio.run(generate_all(port, 2 * replicas, 4))  # every replica loads its weights
+            pids = replica_pids("ServeReplica:strata:model-small")
+            cpu = cpu_seconds(pids)
             tokens, seconds = asyncio.run(generate_all(port, args.model_requests, args.max_tokens))
-            return tokens / seconds
+            cpu = cpu_seconds(pids) - cpu
+            return {"tokens_per_s": tokens / seconds, "tokens_per_cpu_s": tokens / max(cpu, 1e-9)}
 
         with ray_serve(port):
-            samples = alternate([1, 2], args.rounds, measure, "tokens/s")
+            samples = alternate([1, 2], args.rounds, measure, "replicas")
     return {
         "model": "qwen2.5-coder-0.5b-instruct Q4_K_M, 1 llama.cpp thread per replica",
         "concurrent_requests": args.model_requests,
         "max_tokens": args.max_tokens,
-        **summary(samples, "tokens_per_s", "0.5B model replicas on Ray Serve: generated tokens/s"),
+        "cpu": "model replicas",
+        **summary(samples, "0.5B model replicas on Ray Serve, generated tokens"),
     }
 
 

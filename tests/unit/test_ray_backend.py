@@ -239,3 +239,26 @@ def test_each_gateway_admits_its_share_of_the_models_replicas() -> None:
 def test_bad_autoscaling_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(StrataError, match="min_replicas"):
         load_settings(home=tmp_path, ray={"model": {"autoscaling": {"min_replicas": 3}}})
+
+
+def test_the_gateway_calls_local_models_through_ray_and_remote_ones_directly(
+    tmp_path: Path,
+) -> None:
+    from strata.core.models.remote import OpenAIBackend
+    from strata.edges.ray.deployments import gateway_backends
+
+    settings = load_settings(
+        home=tmp_path,
+        bundled_models=False,
+        models={
+            "local": ModelSpec(backend="fake", max_concurrency=2),
+            "remote": ModelSpec(backend="openai", url="http://127.0.0.1:9/v1"),
+        },
+        ray={"gateway": {"num_replicas": 2}, "model": {"num_replicas": 3}},
+    )
+    backends = gateway_backends(settings, {"local": Handle()})
+    local, remote = backends["local"], backends["remote"]
+    assert isinstance(local, RayBackend)
+    assert isinstance(local.inner, FakeBackend)
+    assert local.spec.max_concurrency == 3  # 3 replicas x 2 at once, over 2 gateways
+    assert isinstance(remote, OpenAIBackend)
