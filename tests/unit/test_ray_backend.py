@@ -262,3 +262,28 @@ def test_the_gateway_calls_local_models_through_ray_and_remote_ones_directly(
     assert isinstance(local.inner, FakeBackend)
     assert local.spec.max_concurrency == 3  # 3 replicas x 2 at once, over 2 gateways
     assert isinstance(remote, OpenAIBackend)
+
+
+def test_strata_serve_ray_deploys_the_configured_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    import strata.edges.ray.app as ray_app
+    from strata.edges.cli.main import main
+
+    config = tmp_path / "strata.toml"
+    config.write_text(
+        'bundled_models = false\n[models.f]\nbackend = "fake"\n'
+        "[ray.models.f]\nnum_replicas = 3\n"
+    )
+    deployed: list[Any] = []
+    monkeypatch.setattr(ray_app, "run", deployed.append)
+    result = CliRunner().invoke(
+        main, ["serve", "--ray", "--config", str(config), "--port", "8123"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    (settings,) = deployed
+    assert settings.port == 8123
+    assert settings.ray.for_model("f").num_replicas == 3
+    assert "Ray Serve" in result.stderr
