@@ -137,8 +137,11 @@ def test_a_replayed_stream_that_differs_is_an_error() -> None:
 
 def test_a_request_not_streamed_restarts_from_scratch_whatever_its_sampling() -> None:
     model = backend(Handle((ANSWER, 5), ("another answer entirely", None)))
-    text, _ = asyncio.run(collect(model, request(stream=False, temperature=1.0)))
+    text, chunks = asyncio.run(collect(model, request(stream=False, temperature=1.0)))
     assert text == "another answer entirely"
+    # One chunk, as a non-streamed remote answer: no token rate is read from a replay.
+    assert len(chunks) == 1
+    assert chunks[0].usage == Usage(3, 3)
 
 
 def test_retries_are_bounded() -> None:
@@ -274,8 +277,7 @@ def test_strata_serve_ray_deploys_the_configured_settings(
 
     config = tmp_path / "strata.toml"
     config.write_text(
-        'bundled_models = false\n[models.f]\nbackend = "fake"\n'
-        "[ray.models.f]\nnum_replicas = 3\n"
+        'bundled_models = false\n[models.f]\nbackend = "fake"\n[ray.models.f]\nnum_replicas = 3\n'
     )
     deployed: list[Any] = []
     monkeypatch.setattr(ray_app, "run", deployed.append)

@@ -123,8 +123,7 @@ class RayBackend(Backend):
             stream = self.handle.options(stream=True).generate.remote(request)
             try:
                 if not request.stream:
-                    chunks = [_unwrap(item) async for item in stream]
-                    for chunk in chunks:
+                    for chunk in _coalesce([_unwrap(item) async for item in stream]):
                         yield chunk
                     return
                 async for chunk in _resume(stream, sent):
@@ -161,6 +160,23 @@ def _unwrap(item: Any) -> Chunk:
     if not isinstance(item, Chunk):
         raise BackendError(f"a replica sent {type(item).__name__}, not a Chunk")
     return item
+
+
+def _coalesce(chunks: list[Chunk]) -> list[Chunk]:
+    """A collected answer as few chunks as it can be (its text and logprobs in one; a tool
+    call's chunk kept apart), so the engine does not take chunks replayed all at once for a
+    token rate."""
+    out: list[Chunk] = []
+    for chunk in chunks:
+        last = out[-1] if out else None
+        if last is None or last.extra is not None or chunk.extra is not None or last.usage:
+            out.append(chunk)
+            continue
+        last.text += chunk.text
+        if chunk.logprobs:
+            last.logprobs = [*(last.logprobs or []), *chunk.logprobs]
+        last.finish_reason, last.usage = chunk.finish_reason, chunk.usage
+    return out
 
 
 async def _resume(stream: AsyncIterator[Any], sent: str) -> AsyncIterator[Chunk]:
