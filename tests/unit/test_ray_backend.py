@@ -15,8 +15,14 @@ from ray.exceptions import ActorDiedError
 
 from strata.core.deployment import AutoscalingSpec, DeploymentSpec, RaySettings
 from strata.core.engine import Engine, Timings
-from strata.core.errors import BackendError, BackendUnavailable, QueueFull, StrataError
-from strata.core.models.base import Chunk, GenerationRequest, SamplingParams, Usage
+from strata.core.errors import (
+    BackendError,
+    BackendUnavailable,
+    ModelLoadError,
+    QueueFull,
+    StrataError,
+)
+from strata.core.models.base import Capability, Chunk, GenerationRequest, SamplingParams, Usage
 from strata.core.models.fake import FakeBackend, fake_tokens
 from strata.core.models.ray import RayBackend
 from strata.core.settings import ModelSpec, load_settings
@@ -289,3 +295,57 @@ def test_strata_serve_ray_deploys_the_configured_settings(
     assert settings.port == 8123
     assert settings.ray.for_model("f").num_replicas == 3
     assert "Ray Serve" in result.stderr
+
+
+def test_a_local_ray_reserves_what_the_deployments_ask_for(tmp_path: Path) -> None:
+    from strata.edges.ray.app import local_models, reserved_cpus
+
+    settings = load_settings(
+        home=tmp_path,
+        bundled_models=False,
+        models={
+            "a": ModelSpec(backend="fake"),
+            "b": ModelSpec(backend="fake"),
+            "remote": ModelSpec(backend="openai", url="http://127.0.0.1:9/v1"),
+        },
+        ray={
+            "gateway": {"num_replicas": 2, "num_cpus": 0.5},
+            "model": {"num_cpus": 2},
+            "models": {"b": {"autoscaling": {"max_replicas": 3}}},
+        },
+    )
+    assert set(local_models(settings)) == {"a", "b"}
+    assert reserved_cpus(settings) == 2 * 0.5 + 2 + 3 * 2
+
+
+class Unary:
+    """A handle method whose calls answer (or raise) the scripted results in turn."""
+
+    def __init__(self, *results: Any) -> None:
+        self.results = list(results)
+
+    def remote(self, *args: Any) -> Any:
+        result = self.results.pop(0)
+
+        async def answer() -> Any:
+            if isinstance(result, ActorDiedError):
+                raise result
+            return result
+
+        return answer()
+
+
+def test_loading_learns_the_replicas_capabilities_and_survives_a_lost_replica() -> None:
+    handle = Handle()
+    handle.load = Unary(ActorDiedError(), ["chat", "streaming"])  # type: ignore[attr-defined]
+    model = backend(handle)
+    asyncio.run(model.load())
+    assert model.loaded
+    assert model.capabilities == {Capability.CHAT, Capability.STREAMING}
+
+
+def test_a_replica_that_cannot_load_says_why() -> None:
+    handle = Handle()
+    handle.load = Unary(ModelLoadError("no GGUF file at /x"))  # type: ignore[attr-defined]
+    with pytest.raises(ModelLoadError, match="no GGUF"):
+        asyncio.run(backend(handle).load())

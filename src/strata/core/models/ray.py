@@ -95,7 +95,7 @@ class RayBackend(Backend):
     async def load(self) -> None:
         """Have a replica load its weights; learn what the loaded model can do (a GGUF
         without a chat template narrows its capabilities)."""
-        offered = await self.handle.load.remote()
+        offered = await self._call("load")
         self.capabilities = frozenset(Capability(c) for c in offered)
         self._loaded = True
 
@@ -104,16 +104,21 @@ class RayBackend(Backend):
         self._loaded = False
 
     async def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        vectors, tokens = await self._call("embed", texts)
+        return vectors, tokens
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        """One unary call on a replica, on another when it dies; a ``StrataError`` the
+        replica returns is raised here as itself."""
         for attempt in range(self.retries + 1):
             try:
-                result = await self.handle.embed.remote(texts)
+                result = await getattr(self.handle, method).remote(*args)
             except _replica_lost() as exc:
                 self._note_retry(attempt, exc, "")
                 continue
             if isinstance(result, StrataError):
                 raise result
-            vectors, tokens = result
-            return vectors, tokens
+            return result
         raise AssertionError("unreachable: _note_retry raises on the last attempt")
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:

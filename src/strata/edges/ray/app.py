@@ -10,12 +10,29 @@ strata.edges.ray.app:build config=strata.toml`` (``build``).
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from typing import Any
 
 from strata.core.deployment import GATEWAY_ONGOING
 from strata.core.models.registry import backend_class
-from strata.core.settings import CoreSettings, load_settings
+from strata.core.settings import CoreSettings, ModelSpec, load_settings
+
+
+def local_models(settings: CoreSettings) -> dict[str, ModelSpec]:
+    """The models that get a deployment: every one whose backend runs in-process."""
+    return {n: s for n, s in settings.all_models().items() if backend_class(s.backend).local}
+
+
+def reserved_cpus(settings: CoreSettings) -> float:
+    """Ray CPUs the deployments reserve at their most replicas."""
+    ray = settings.ray
+    total = ray.gateway.num_cpus * ray.gateway.most_replicas()
+    for name in local_models(settings):
+        spec = ray.for_model(name)
+        total += spec.num_cpus * spec.most_replicas()
+    return total
 
 
 def build_app(settings: CoreSettings) -> Any:
@@ -25,10 +42,8 @@ def build_app(settings: CoreSettings) -> Any:
     from strata.edges.ray.deployments import Gateway, ModelServer
 
     handles: dict[str, Any] = {}
-    for name, spec in settings.all_models().items():
+    for name, spec in local_models(settings).items():
         cls = backend_class(spec.backend)
-        if not cls.local:
-            continue
         options = settings.ray.for_model(name).ray_options(
             spec.max_concurrency or cls.default_concurrency
         )
@@ -52,7 +67,14 @@ def deploy(settings: CoreSettings) -> None:
     from ray import serve
 
     if not ray.is_initialized():
-        ray.init(address=settings.ray.address)
+        if settings.ray.address is None:
+            # A Ray of our own on this machine: declare at least the CPUs the deployments
+            # reserve, so the defaults (four bundled models, lazily loaded) deploy on a laptop;
+            # the kernel shares the real cores between them as it would in one process.
+            cpus = max(os.cpu_count() or 1, math.ceil(reserved_cpus(settings)))
+            ray.init(num_cpus=cpus, include_dashboard=False)
+        else:
+            ray.init(address=settings.ray.address)
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(build_app(settings), name=settings.ray.app_name, route_prefix="/")
 

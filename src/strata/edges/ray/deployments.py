@@ -32,9 +32,12 @@ class ModelServer:
         self.backend = create_backend(name, ModelSpec.model_validate(spec), Path(home))
         self.generations = 0
 
-    async def load(self) -> list[str]:
-        """Load the weights; the capabilities the loaded model really has."""
-        await self.backend.load()
+    async def load(self) -> list[str] | StrataError:
+        """Load the weights; the capabilities the loaded model really has (or why not)."""
+        try:
+            await self.backend.load()
+        except StrataError as exc:
+            return exc
         return sorted(self.backend.capabilities)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk | StrataError]:
