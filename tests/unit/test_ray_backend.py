@@ -141,7 +141,16 @@ def test_a_replayed_stream_that_differs_is_an_error() -> None:
         asyncio.run(collect(model, request(stream=True)))
 
 
-def test_a_request_not_streamed_restarts_from_scratch_whatever_its_sampling() -> None:
+def test_a_greedy_request_not_streamed_passes_chunks_on_as_they_come() -> None:
+    """So the engine can stop background work (greedy summaries) between tokens."""
+    model = backend(Handle((ANSWER, 4), (ANSWER, None)))
+    text, chunks = asyncio.run(collect(model, request(stream=False)))
+    assert text == ANSWER
+    assert len(chunks) > 2
+    assert model.retried == 1
+
+
+def test_a_freely_sampled_request_not_streamed_restarts_from_scratch() -> None:
     model = backend(Handle((ANSWER, 5), ("another answer entirely", None)))
     text, chunks = asyncio.run(collect(model, request(stream=False, temperature=1.0)))
     assert text == "another answer entirely"

@@ -10,15 +10,17 @@ message instead of Ray's wrapper.
 When a replica dies mid-request Ray Serve routes the next call to a live replica, and this
 backend makes that call (up to ``retries`` times):
 
-- A request that is not streamed is collected whole from the replica before its first chunk
-  is handed on, so a retry starts it afresh and the caller sees one clean answer.
-- A stream that has sent nothing yet is retried the same way.
-- A stream that has already sent text is resumed only when its sampling is reproducible
-  (``temperature`` 0 or a ``seed``): the retry regenerates the answer from the start, checks
-  that it begins with exactly the text already sent, and passes on only what follows. A
-  stream that has sent text with free sampling is not retried: another replica's answer would
-  not continue the one the client has half read, so the client gets an error instead of a
-  spliced answer.
+- Reproducible sampling (``temperature`` 0 or a ``seed``), streamed or not: chunks pass on
+  as they come; a retry regenerates the answer from the start, checks that it begins with
+  exactly the text already passed on, and passes on only what follows.
+- Free sampling, not streamed: the answer is collected whole from the replica before it is
+  passed on, so a retry starts it afresh and the caller sees one clean answer.
+- Free sampling, streamed: retried while nothing was sent yet; once text was sent it is not,
+  since another replica's answer would not continue the one the client has half read: the
+  client gets an error instead of a spliced answer.
+
+Chunks pass on as they come wherever a retry allows it, because the engine checks between
+chunks whether background work must yield to a user (a summary is greedy, so it streams).
 
 Ray is imported only when a request runs, so importing this module costs nothing.
 """
@@ -127,7 +129,7 @@ class RayBackend(Backend):
         for attempt in range(self.retries + 1):
             stream = self.handle.options(stream=True).generate.remote(request)
             try:
-                if not request.stream:
+                if not request.stream and not reproducible(request):
                     for chunk in _coalesce([_unwrap(item) async for item in stream]):
                         yield chunk
                     return
