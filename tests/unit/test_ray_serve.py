@@ -5,6 +5,7 @@ whose requests finish on the other with nothing lost."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -38,8 +39,6 @@ async def ask(client: httpx.AsyncClient, body: dict[str, Any]) -> tuple[int, str
     async with client.stream("POST", "/v1/chat/completions", json=body) as response:
         async for line in response.aiter_lines():
             if line.startswith("data: {"):
-                import json
-
                 delta = json.loads(line[6:])["choices"]
                 text += "".join(c["delta"].get("content") or "" for c in delta)
     return response.status_code, text
