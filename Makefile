@@ -64,7 +64,7 @@ test: models-test lint typecheck  ## install dev extras, assemble test models, r
 	$(BIN)/pytest
 
 bench: models  ## every benchmark; results in bench/results/
-	$(PIP) install --quiet -e '.[local,models,knowledge,traces,postgres,bench]'
+	$(PIP) install --quiet -e '.[local,models,knowledge,traces,postgres,ray,bench]'
 	mkdir -p bench/results
 	$(BIN)/python bench/local_speed.py --json bench/results/local_speed.json
 	$(BIN)/python bench/gateway_overhead.py --json bench/results/gateway_overhead.json

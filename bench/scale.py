@@ -2,8 +2,10 @@
 
 Each section is one function in ``SECTIONS`` (name → function of the parsed arguments,
 returning its results and printing its table), run in turn and written under its name in one
-JSON file, so sections added later (gateway and model replicas under Ray) slot in beside the
-others and ``--sections`` picks any subset.
+JSON file, so sections slot in beside each other and ``--sections`` picks any subset.
+
+``gateway`` and ``replicas`` (``_scale_ray.py``): requests/s through one vs two gateway
+replicas on Ray Serve, and tokens/s of the bundled 0.5B model on one vs two model replicas.
 
 ``ledger``: the ledger's write path, SQLite against PostgreSQL, rows per second. Each row is
 what the server writes per answered request (``Ledger.record``: one INSERT, its own durable
@@ -16,8 +18,9 @@ at concurrency 1 it is the commit latency; at higher concurrency PostgreSQL comm
 writers' rows in one flush of its log (group commit) while SQLite takes one writer at a time.
 Rounds alternate the engines; the figure is the median of the rounds.
 
-    python bench/scale.py --json OUT [--sections ledger] [--rows 400] [--rounds 5]
-        [--concurrency 1 16] [--database postgresql://…]
+    python bench/scale.py --json OUT [--sections ledger gateway replicas] [--rounds 5]
+        [--rows 400] [--concurrency 1 16] [--database postgresql://…]
+        [--gateway-seconds 10] [--gateway-concurrency 64] [--model-requests 8] [--max-tokens 48]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+import _scale_ray
 from _common import REPO_ROOT, median, write_json
 from strata.features.routing.ledger import Ledger
 
@@ -130,6 +134,7 @@ def ledger_section(args: argparse.Namespace) -> dict[str, Any]:
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "ledger": ledger_section,
+    **_scale_ray.SECTIONS,
 }
 
 
@@ -147,6 +152,7 @@ def main() -> None:
     parser.add_argument(
         "--database", help="PostgreSQL URL to use (default: a durable throwaway cluster)"
     )
+    _scale_ray.add_arguments(parser)
     args = parser.parse_args()
     results: dict[str, Any] = {"machine": "2 cores shared with other engineers' work (loaded)"}
     for name in args.sections:

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import uvicorn
 
 from strata.core.engine import Engine
 from strata.core.models.fake import FakeBackend, scripted
-from strata.core.settings import ModelSpec, Settings
+from strata.core.settings import ModelSpec, Settings, load_settings
 from strata.edges.http.app import create_app
 from tests.postgres import Cluster, start_cluster
 
@@ -133,3 +134,52 @@ def live(engine: Engine, settings: Settings) -> Iterator[LiveServer]:
 def http(live: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live.root, timeout=30) as client:
         yield client
+
+
+@dataclass
+class RayServe:
+    """A local Ray instance with strata deployed on it (``strata.edges.ray``)."""
+
+    settings: Settings
+    root: str
+
+
+# Scripted models for the Ray tests: ``fake`` on two replicas (two generations each at once),
+# ``one`` on one replica that runs one generation and queues one more at the gateway.
+RAY_ANSWER = " ".join(f"word{i}" for i in range(20))
+
+
+@pytest.fixture(scope="session")
+def ray_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayServe]:
+    """Start a local Ray (two CPUs, no dashboard) and deploy strata on it, once per session;
+    tear both down at the end."""
+    import ray
+    from ray import serve
+
+    from strata.edges.ray.app import deploy
+
+    home = tmp_path_factory.mktemp("ray-home")
+    options = {"delay_s": 0.05, "default_output": RAY_ANSWER}
+    settings = load_settings(
+        home=home,
+        host="127.0.0.1",
+        port=free_port(),
+        bundled_models=False,
+        models={
+            "fake": ModelSpec(backend="fake", max_concurrency=2, options=options),
+            "one": ModelSpec(backend="fake", max_queue=1, options=options),
+        },
+        ray={
+            "gateway": {"num_cpus": 0.1},
+            "model": {"num_cpus": 0.1},
+            "models": {"fake": {"num_replicas": 2}},
+            "retries": 3,
+        },
+    )
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        deploy(settings)
+        yield RayServe(settings, f"http://127.0.0.1:{settings.port}")
+    finally:
+        serve.shutdown()
+        ray.shutdown()

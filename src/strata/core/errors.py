@@ -31,6 +31,8 @@ OpenAI's error body in one place (``strata.edges.http.errors``), keyed on type, 
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StrataError(Exception):
     """Base of everything strata raises on purpose."""
@@ -43,6 +45,18 @@ class StrataError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle with every field (``retry_after``, ``param``, …), not only the message:
+        an error raised in a Ray Serve replica reaches the gateway whole."""
+        return (_restore, (type(self), self.message, dict(self.__dict__)))
+
+
+def _restore(cls: type[StrataError], message: str, state: dict[str, Any]) -> StrataError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigError(StrataError):

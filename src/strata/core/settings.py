@@ -30,6 +30,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from strata.core.deployment import RaySettings
 from strata.core.errors import ConfigError
 from strata.core.tracing import TraceSettings
 
@@ -198,6 +199,9 @@ class CoreSettings(BaseSettings):
     )
     traces: TraceSettings = Field(
         default_factory=TraceSettings, description="OpenTelemetry traces (off by default)"
+    )
+    ray: RaySettings = Field(
+        default_factory=RaySettings, description="Replicas on Ray Serve (strata serve --ray)"
     )
 
     @classmethod

@@ -52,8 +52,19 @@ def main() -> None:
 @main.command()
 @settings_options
 @click.option("--load", type=click.Choice(["lazy", "startup"]), help="Override when to load")
+@click.option(
+    "--ray",
+    "on_ray",
+    is_flag=True,
+    help="Deploy on Ray Serve: the gateway and each local model as replicated deployments"
+    " (settings section [ray])",
+)
 def serve(
-    config_file: Path | None, api_keys: tuple[str, ...], load: str | None, **flags: Any
+    config_file: Path | None,
+    api_keys: tuple[str, ...],
+    load: str | None,
+    on_ray: bool,
+    **flags: Any,
 ) -> None:
     """Serve the OpenAI-compatible API."""
     import uvicorn
@@ -64,6 +75,16 @@ def serve(
             name: spec.model_copy(update={"load": load})
             for name, spec in settings.all_models().items()
         }
+    if on_ray:
+        from strata.edges.ray.app import run
+
+        click.echo(
+            f"strata {__version__} deploying {', '.join(settings.all_models())} on Ray Serve; "
+            f"gateway on http://{settings.host}:{settings.port}/v1",
+            err=True,
+        )
+        run(settings)
+        return
     app = _create_app(settings)
     click.echo(
         f"strata {__version__} serving {', '.join(settings.all_models())} "
