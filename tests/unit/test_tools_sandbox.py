@@ -174,9 +174,9 @@ def test_infinite_loop_hits_the_wall_clock() -> None:
 
 
 def test_cpu_limit_is_reported_as_such() -> None:
-    result = run("while True:\n    pass", SandboxLimits(wall_seconds=8.0, cpu_seconds=1))
+    # a generous wall clock: on a loaded machine 1 s of CPU can take many seconds of wall time
+    result = run("while True:\n    pass", SandboxLimits(wall_seconds=30.0, cpu_seconds=1))
     assert result.timed_out and result.limit == "cpu_time", result
-    assert result.duration < 6
 
 
 def test_huge_output_is_cut_at_the_limit() -> None:

@@ -164,11 +164,18 @@ def _default_python() -> Path:
     return Path(sys.base_prefix) / "bin" / "python3"
 
 
-def _last_line(text: str) -> str:
-    for line in reversed(text.splitlines()):
-        if line.strip():
-            return line.strip()
-    return ""
+def _final_error_lines(text: str, lines: int = 20) -> list[str]:
+    """The last ``lines`` exception lines of ``text`` (``Name: message``), newest first.
+    Several processes may write tracebacks at once (a fork bomb's children), so the one a
+    limit produced is not always the very last line."""
+    found = []
+    for raw in reversed(text.splitlines()[-200:]):
+        line = raw.strip()
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b", line):
+            found.append(line)
+            if len(found) == lines:
+                break
+    return found
 
 
 class Sandbox:
@@ -372,8 +379,8 @@ def _limit_from_exit(code: int, stderr: str) -> LimitName | None:
         return None
     if code in (128 + int(signal.SIGXCPU), -int(signal.SIGXCPU)):
         return "cpu_time"
-    last = _last_line(stderr)
-    for pattern, name in _LAST_LINE_LIMITS:
-        if pattern.match(last):
-            return name
+    for line in _final_error_lines(stderr):
+        for pattern, name in _LAST_LINE_LIMITS:
+            if pattern.match(line):
+                return name
     return None
