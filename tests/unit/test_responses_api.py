@@ -150,7 +150,7 @@ def test_builtin_tool_runs_on_the_server(client: openai.OpenAI, engine: Engine) 
     )
     assert r.output_text == "42."
     report: Any = r.model_extra and r.model_extra["strata"]
-    assert report["agent"]["steps"][0]["calls"][0]["result"] == {"result": 42}
+    assert report["agent"]["steps"][0]["calls"][0]["result"] == 42
 
 
 def test_stream_events(client: openai.OpenAI, engine: Engine) -> None:

@@ -83,12 +83,12 @@ def test_calculator_call_is_run_and_fed_back(http: httpx.Client, engine: Engine)
     assert body["strata"]["agent"]["stopped"] == "answer"
     assert [s["step"] for s in steps] == [1, 2]
     (done,) = steps[0]["calls"]
-    assert done["name"] == "calculator" and done["result"] == {"result": 391}
+    assert done["name"] == "calculator" and done["result"] == 391
     assert done["seconds"] >= 0 and steps[0]["usage"]["prompt_tokens"] > 0
     assert all("cost_usd" in s and s["seconds"] >= 0 for s in steps)
     second = fake(engine).calls[1]
     tool_msgs = [m for m in second.messages or [] if m["role"] == "tool"]
-    assert json.loads(tool_msgs[0]["content"]) == {"result": 391}
+    assert json.loads(tool_msgs[0]["content"]) == 391
     assert tool_msgs[0]["tool_call_id"] == done["id"]
     assistant = [m for m in second.messages or [] if m.get("tool_calls")]
     assert assistant[0]["tool_calls"][0]["function"]["name"] == "calculator"
@@ -171,9 +171,8 @@ def test_stream_carries_the_final_answer_and_steps(http: httpx.Client, engine: E
             if event.get("usage"):
                 tail = event
     assert text == "It is 1024."
-    assert tail is not None and tail["strata"]["agent"]["steps"][0]["calls"][0]["result"] == {
-        "result": 1024
-    }
+    assert tail is not None
+    assert tail["strata"]["agent"]["steps"][0]["calls"][0]["result"] == 1024
 
 
 def test_unknown_tool_is_a_400(http: httpx.Client) -> None:

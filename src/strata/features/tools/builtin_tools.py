@@ -27,7 +27,8 @@ class CalculatorTool:
         if not isinstance(expression, str):
             raise ToolError("argument 'expression' must be a string")
         try:
-            return {"result": calculate(expression)}
+            # The bare number: what a small model copies into its answer most reliably.
+            return calculate(expression)
         except CalculatorError as exc:
             raise ToolError(str(exc)) from exc
 
