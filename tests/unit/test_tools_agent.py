@@ -124,8 +124,26 @@ def test_last_step_must_answer(http: httpx.Client, engine: Engine) -> None:
     r = agent(http, ["calculator"], max_steps=2)
     assert r.status_code == 200
     assert fake(engine).calls[0].passthrough.get("tool_choice") is None
-    assert fake(engine).calls[1].passthrough["tool_choice"] == "none"
+    assert "tools" not in fake(engine).calls[1].passthrough  # answer from the results
     assert r.json()["choices"][0]["message"]["content"] == "Two."
+
+
+def test_a_repeated_call_is_answered_not_rerun(http: httpx.Client, engine: Engine) -> None:
+    again = call("calculator", expression="2+2")
+    fake(engine).enqueue(again, again, "Four.")
+    r = agent(http, ["calculator"], max_steps=5)
+    steps = r.json()["strata"]["agent"]["steps"]
+    assert [len(s.get("calls", [])) for s in steps] == [1, 1, 0]
+    assert steps[1]["calls"][0]["status"] == "skipped: a repeat of an earlier call"
+    assert "tools" not in fake(engine).calls[2].passthrough
+    assert r.json()["choices"][0]["message"]["content"] == "Four."
+
+
+def test_first_step_keeps_the_clients_tool_choice(http: httpx.Client, engine: Engine) -> None:
+    fake(engine).enqueue(call("calculator", expression="5-1"), "Four.")
+    agent(http, ["calculator"], tool_choice="required")
+    assert fake(engine).calls[0].passthrough["tool_choice"] == "required"
+    assert fake(engine).calls[1].passthrough["tool_choice"] == "auto"
 
 
 def test_one_step_limit_reports_the_unrun_call(http: httpx.Client, engine: Engine) -> None:

@@ -3,8 +3,9 @@
 strata runs the model with the tools, executes the calls it makes to server tools (built-in,
 entry-point, MCP), feeds each result back as a ``role: tool`` message and runs the model
 again, until it answers without a call or ``max_steps`` model calls have run. The last step
-allowed is run with ``tool_choice: "none"``, so the loop ends with an answer from what the
-tools returned rather than with a call nobody will run.
+allowed is run without the tools, so the loop ends with an answer from what the tools
+returned rather than with a call nobody will run; so is the step after a model repeats a
+call it already has the result of.
 
 Why a ``TurnDispatcher``: the loop is a way of answering a turn, not a model. Every step is
 one ``ChatService.dispatch`` of the turn's model (a route's cascade included), so each step
@@ -20,6 +21,7 @@ result, so the model can read it and try again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -145,38 +147,18 @@ class AgentLoop:
             list(spec.get("tools") or []), passthrough.get("tools") or [], await self.registry()
         )
         context = ToolContext(turn.caller)
-        options = {k: v for k, v in turn.options.items() if k != "agent"}
         messages = [dict(m) for m in turn.gen.messages or []]
         steps: list[dict[str, Any]] = []
         report: dict[str, Any] = {"steps": steps, "stopped": "answer"}
         result.report["agent"] = report
         total = Usage(0, 0)
+        seen: set[tuple[str, str]] = set()
+        answer_now = False
         for index in range(max_steps):
-            choice_wanted = passthrough.get("tool_choice") if index == 0 else "auto"
-            if index > 0 and index == max_steps - 1:
-                choice_wanted = "none"
-            gen = replace(
-                turn.gen,
-                messages=[dict(m) for m in messages],
-                passthrough={
-                    **passthrough,
-                    "tools": tools.definitions(),
-                    "tool_choice": choice_wanted,
-                },
-            )
-            if choice_wanted is None:
-                gen.passthrough.pop("tool_choice")
-            step_turn = Turn(turn.model, gen, turn.caller, options, turn.response_id)
-            step_turn.trace, step_turn.background = turn.trace, turn.background
+            final = answer_now or (index > 0 and index == max_steps - 1)
             billed, started = len(result.generations), time.perf_counter()
-            choice, chunks = Choice(), []
             with turn.trace.step(f"agent step {index + 1}", {"strata.agent.step": index + 1}):
-                async for chunk in self.service.dispatch(step_turn, result):
-                    choice.add_tool_calls(chunk)
-                    choice.usage = chunk.usage or choice.usage
-                    choice.finish_reason = chunk.finish_reason or choice.finish_reason
-                    if chunk.text or chunk.logprobs:
-                        chunks.append(Chunk(text=chunk.text, logprobs=chunk.logprobs))
+                choice, chunks = await self._step(turn, result, messages, tools, index, final)
             text = "".join(c.text for c in chunks)
             if choice.usage:
                 total = Usage(
@@ -197,7 +179,13 @@ class AgentLoop:
             elif mine and index == max_steps - 1:
                 report["stopped"] = "max_steps"
                 step["calls"] = [_unrun(c, "skipped: max_steps reached") for c in mine]
+            elif mine and all(_key(c) in seen for c in mine):
+                # A small model often repeats a call it already has the result of: answer
+                # from the results given rather than loop on it.
+                step["calls"] = [_unrun(c, "skipped: a repeat of an earlier call") for c in mine]
+                answer_now = True
             elif mine:
+                seen.update(_key(c) for c in mine)
                 entries = await asyncio.gather(
                     *(run_call(c, tools.server[c["function"]["name"]], context) for c in mine)
                 )
@@ -206,7 +194,7 @@ class AgentLoop:
                 messages.extend(tool_message(e) for e in entries)
             _bill(step, result, billed, started)
             if mine and not theirs and index < max_steps - 1:
-                continue
+                continue  # the next step reads the results (or, after a repeat, answers)
             for chunk in chunks:
                 yield chunk
             if theirs:
@@ -216,6 +204,53 @@ class AgentLoop:
                 finish = "stop"
             yield Chunk(finish_reason=finish, usage=total)
             return
+
+    async def _step(
+        self,
+        turn: Turn,
+        result: TurnResult,
+        messages: list[dict[str, Any]],
+        tools: Toolset,
+        index: int,
+        final: bool,
+    ) -> tuple[Choice, list[Chunk]]:
+        """One model call of the loop. The client's ``tool_choice`` applies to the first
+        step only (``required`` on every step would never end); a final step is run without
+        the tools, so the model answers from the results in its history (a small model
+        shown its tools keeps writing calls even under ``tool_choice: "none"``)."""
+        passthrough = {
+            k: v
+            for k, v in turn.gen.passthrough.items()
+            if k not in ("tools", "tool_choice", "parallel_tool_calls")
+        }
+        if not final:
+            passthrough["tools"] = tools.definitions()
+            wanted = turn.gen.passthrough.get("tool_choice") if index == 0 else "auto"
+            if wanted is not None:
+                passthrough["tool_choice"] = wanted
+            if "parallel_tool_calls" in turn.gen.passthrough:
+                passthrough["parallel_tool_calls"] = turn.gen.passthrough["parallel_tool_calls"]
+        gen = replace(turn.gen, messages=[dict(m) for m in messages], passthrough=passthrough)
+        options = {k: v for k, v in turn.options.items() if k != "agent"}
+        step_turn = Turn(turn.model, gen, turn.caller, options, turn.response_id)
+        step_turn.trace, step_turn.background = turn.trace, turn.background
+        choice, chunks = Choice(), []
+        async for chunk in self.service.dispatch(step_turn, result):
+            choice.add_tool_calls(chunk)
+            choice.usage = chunk.usage or choice.usage
+            choice.finish_reason = chunk.finish_reason or choice.finish_reason
+            if chunk.text or chunk.logprobs:
+                chunks.append(Chunk(text=chunk.text, logprobs=chunk.logprobs))
+        return choice, chunks
+
+
+def _key(call: dict[str, Any]) -> tuple[str, str]:
+    """A call's identity: its name and its arguments, parsed and re-dumped when they parse."""
+    function = call.get("function") or {}
+    arguments = function.get("arguments") or "{}"
+    with contextlib.suppress(ValueError):
+        arguments = json.dumps(json.loads(arguments), sort_keys=True)
+    return str(function.get("name")), arguments
 
 
 def _unrun(call: dict[str, Any], why: str) -> dict[str, Any]:
