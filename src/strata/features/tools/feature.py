@@ -10,6 +10,7 @@ them. This folder keeps what acts: the sandbox, the built-in tools, the BFCL che
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -54,8 +55,8 @@ class Tools:
         self.sandbox: Sandbox | None = None
         self._registry: ToolRegistry = ToolRegistry()
         self._registry.add(CalculatorTool(), "builtin")
-        lookup = lambda: kernel.lookup(KnowledgeSearch)  # type: ignore[type-abstract]  # noqa: E731
-        self._registry.add(KnowledgeSearchTool(lookup), "builtin")
+        search = partial(kernel.lookup, KnowledgeSearch)  # type: ignore[type-abstract]
+        self._registry.add(KnowledgeSearchTool(search), "builtin")
         if self.settings.sandbox:
             config = SandboxConfig(hidden=(kernel.settings.home,))
             self.sandbox = Sandbox(self.settings.limits, config)
