@@ -106,6 +106,7 @@ def test_agents_sdk_default_responses_model(real_server: LiveServer) -> None:
     assert "sunny" in str(result.final_output).lower()
 
 
+@pytest.mark.timeout(900)  # two model calls; minutes each when the two cores are shared
 def test_agent_loop_answers_with_the_calculator(sdk: openai.OpenAI) -> None:
     r = sdk.chat.completions.create(
         model="small",
@@ -114,12 +115,12 @@ def test_agent_loop_answers_with_the_calculator(sdk: openai.OpenAI) -> None:
             {"role": "user", "content": "What is 1234 * 5678?"},
         ],
         temperature=0,
-        max_tokens=64,
-        extra_body={"strata": {"agent": {"tools": ["calculator"], "max_steps": 3}}},
+        max_tokens=32,
+        extra_body={"strata": {"agent": {"tools": ["calculator"], "max_steps": 2}}},
     )
     report: Any = (r.model_extra or {})["strata"]["agent"]
     first = report["steps"][0]["calls"][0]
     assert first["name"] == "calculator" and first["result"] == {"result": 7006652}
     answer = (r.choices[0].message.content or "").replace(",", "")
     assert "7006652" in answer
-    assert len(report["steps"]) >= 2 and report["stopped"] == "answer"
+    assert len(report["steps"]) == 2 and report["stopped"] == "answer"

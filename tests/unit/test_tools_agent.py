@@ -16,6 +16,7 @@ import pytest
 from strata.core.engine import Engine
 from strata.core.settings import Settings
 from strata.edges.http.app import create_app
+from strata.features.tools.agent import ANSWER_NOW
 from tests.conftest import LiveServer, fake, fake_settings
 from tests.unit.agent_helpers import call
 from tests.unit.conftest import assert_error_body, http_client
@@ -124,7 +125,9 @@ def test_last_step_must_answer(http: httpx.Client, engine: Engine) -> None:
     r = agent(http, ["calculator"], max_steps=2)
     assert r.status_code == 200
     assert fake(engine).calls[0].passthrough.get("tool_choice") is None
-    assert "tools" not in fake(engine).calls[1].passthrough  # answer from the results
+    final = fake(engine).calls[1]
+    assert "tools" not in final.passthrough  # answer from the results
+    assert final.messages is not None and final.messages[-1]["content"] == ANSWER_NOW
     assert r.json()["choices"][0]["message"]["content"] == "Two."
 
 

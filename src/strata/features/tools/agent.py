@@ -39,6 +39,9 @@ from strata.features.tools.registry import Tool, ToolContext, ToolError, ToolReg
 log = logging.getLogger(__name__)
 
 MAX_RESULT_CHARS = 8000  # a tool result the model reads; the step report keeps it whole
+# Appended to a final step's prompt once tools have answered. Without it the bundled 0.5B
+# model, its tools gone, still imitates a call's JSON; with it, it writes the answer.
+ANSWER_NOW = "Answer my question from the tool results above, in plain words."
 
 
 def client_tool(spec: dict[str, Any]) -> dict[str, Any]:
@@ -216,8 +219,9 @@ class AgentLoop:
     ) -> tuple[Choice, list[Chunk]]:
         """One model call of the loop. The client's ``tool_choice`` applies to the first
         step only (``required`` on every step would never end); a final step is run without
-        the tools, so the model answers from the results in its history (a small model
-        shown its tools keeps writing calls even under ``tool_choice: "none"``)."""
+        the tools and with ``ANSWER_NOW`` after the results, so the model answers from them
+        (a small model shown its tools keeps writing calls even under ``tool_choice:
+        "none"``)."""
         passthrough = {
             k: v
             for k, v in turn.gen.passthrough.items()
@@ -230,7 +234,10 @@ class AgentLoop:
                 passthrough["tool_choice"] = wanted
             if "parallel_tool_calls" in turn.gen.passthrough:
                 passthrough["parallel_tool_calls"] = turn.gen.passthrough["parallel_tool_calls"]
-        gen = replace(turn.gen, messages=[dict(m) for m in messages], passthrough=passthrough)
+        prompt = [dict(m) for m in messages]
+        if final and any(m.get("role") == "tool" for m in messages):
+            prompt.append({"role": "user", "content": ANSWER_NOW})
+        gen = replace(turn.gen, messages=prompt, passthrough=passthrough)
         options = {k: v for k, v in turn.options.items() if k != "agent"}
         step_turn = Turn(turn.model, gen, turn.caller, options, turn.response_id)
         step_turn.trace, step_turn.background = turn.trace, turn.background
