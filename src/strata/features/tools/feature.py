@@ -63,7 +63,7 @@ class Tools:
             self._registry.add(PythonTool(self.sandbox), "builtin")
         self._registry.load_entry_points()
         self.mcp = McpServers(self.settings.mcp)
-        self.responses: ResponseStore = ResponseStore(kernel.settings.home / "responses.db")
+        self.responses: ResponseStore = ResponseStore(kernel.settings.store("responses"))
         kernel.service.add_turn_dispatcher(
             AgentLoop(kernel.service, self.registry, self.settings.max_steps)
         )

@@ -17,7 +17,7 @@ from typing import Any
 
 from strata.core.errors import InvalidRequest, NotFound
 from strata.core.ids import new_id
-from strata.core.storage import Database, Migration, open_repository
+from strata.core.storage import Migration, Repository, open_repository
 from strata.core.turn import Choice
 
 MIGRATIONS = [
@@ -40,21 +40,21 @@ MIGRATIONS = [
 class ResponseStore:
     """Stored responses, by tenant and id; the file opens on first use."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, location: Path | str) -> None:
+        self.location = location  # a SQLite file, or the PostgreSQL database's URL
 
     @cached_property
-    def db(self) -> Database:
-        return open_repository(self.path, "responses", MIGRATIONS)
+    def db(self) -> Repository:
+        return open_repository(self.location, "responses", MIGRATIONS)
 
     def save(
         self, tenant: str, rid: str, messages: list[dict[str, Any]], response: dict[str, Any]
     ) -> None:
-        with self.db.transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
-                (rid, tenant, time.time(), json.dumps(messages), json.dumps(response)),
-            )
+        self.db.write(
+            "INSERT INTO responses VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, id) DO UPDATE"
+            " SET messages = excluded.messages, response = excluded.response",
+            (rid, tenant, time.time(), json.dumps(messages), json.dumps(response)),
+        )
 
     def _row(self, tenant: str, rid: str) -> Any:
         rows = self.db.query("SELECT * FROM responses WHERE tenant = ? AND id = ?", (tenant, rid))
