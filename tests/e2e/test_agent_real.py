@@ -120,7 +120,7 @@ def test_agent_loop_answers_with_the_calculator(sdk: openai.OpenAI) -> None:
     )
     report: Any = (r.model_extra or {})["strata"]["agent"]
     first = report["steps"][0]["calls"][0]
-    assert first["name"] == "calculator" and first["result"] == {"result": 7006652}
+    assert first["name"] == "calculator" and first["result"] == 7006652
     answer = (r.choices[0].message.content or "").replace(",", "")
     assert "7006652" in answer
     assert len(report["steps"]) == 2 and report["stopped"] == "answer"
