@@ -36,6 +36,7 @@ from strata.core.turn import (
     Pass,
     Turn,
     TurnCompleted,
+    TurnDispatcher,
     TurnResult,
 )
 
@@ -112,6 +113,7 @@ class ChatService:
         self.tracer: Tracer = tracer or NoTracer()
         self.layers: list[Layer] = []
         self.dispatchers: list[Dispatcher] = []
+        self.turn_dispatchers: list[TurnDispatcher] = []
         self.gates: list[Gate] = []
 
     def add_layer(self, layer: Layer) -> None:
@@ -120,6 +122,9 @@ class ChatService:
 
     def add_dispatcher(self, dispatcher: Dispatcher) -> None:
         self.dispatchers.append(dispatcher)
+
+    def add_turn_dispatcher(self, dispatcher: TurnDispatcher) -> None:
+        self.turn_dispatchers.append(dispatcher)
 
     def add_gate(self, gate: Gate) -> None:
         self.gates.append(gate)
@@ -187,7 +192,16 @@ class ChatService:
         await self.events.publish(TurnCompleted(turn, result))
 
     def generate(self, turn: Turn, result: TurnResult) -> AsyncGenerator[Chunk, None]:
-        """One choice's stream, from a dispatcher or the named model."""
+        """One choice's stream: from a turn dispatcher that takes the turn (the agent loop),
+        else as ``dispatch`` gives it."""
+        for taker in self.turn_dispatchers:
+            if taker.takes(turn):
+                return taker.generate(turn, result)
+        return self.dispatch(turn, result)
+
+    def dispatch(self, turn: Turn, result: TurnResult) -> AsyncGenerator[Chunk, None]:
+        """One generation for ``turn`` from a dispatcher of its model name (a route) or the
+        named model, billed to ``result``; what a turn dispatcher calls for each step."""
         for dispatcher in self.dispatchers:
             if dispatcher.handles(turn.model):
                 return dispatcher.generate(turn, result)

@@ -1,6 +1,7 @@
 """One chat turn, typed: what was asked (``Turn``), what came of it (``TurnResult``), the
 event that announces it (``TurnCompleted``), and the shapes a feature plugs in with: a
-``Layer``, a ``Dispatcher`` and a ``Gate``.
+``Layer``, a ``Dispatcher`` (by model name), a ``TurnDispatcher`` (by the turn's options)
+and a ``Gate``.
 
 The order of layers is declared, not implied by registration: each layer has an ``order``
 and the ``ChatService`` runs ``before`` in ascending order and ``after`` in descending order.
@@ -159,6 +160,17 @@ class Dispatcher(Protocol):
     def handles(self, model: str) -> bool: ...
 
     def names(self) -> list[str]: ...
+
+    def generate(self, turn: Turn, result: TurnResult) -> AsyncGenerator[Chunk, None]: ...
+
+
+class TurnDispatcher(Protocol):
+    """Answers a turn for what its options ask (the agent loop for ``strata.agent``),
+    whatever model it names, ahead of the ``Dispatcher``s. It runs its model calls through
+    ``ChatService.dispatch``, so each is the named model's (or route's) and is billed to the
+    turn like any other generation."""
+
+    def takes(self, turn: Turn) -> bool: ...
 
     def generate(self, turn: Turn, result: TurnResult) -> AsyncGenerator[Chunk, None]: ...
 

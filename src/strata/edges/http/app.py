@@ -17,7 +17,7 @@ from strata.core.feature import installed_features
 from strata.core.kernel import Kernel
 from strata.core.protocols import KeyRegistry
 from strata.core.settings import CoreSettings
-from strata.edges.http import chat, completions, embeddings, models
+from strata.edges.http import chat, completions, embeddings, models, responses
 from strata.edges.http.auth import Authenticator
 from strata.edges.http.errors import install_error_handlers
 from strata.edges.http.metrics import Metrics
@@ -50,7 +50,7 @@ def create_app(settings: CoreSettings, engine: Engine | None = None) -> FastAPI:
     app.state.metrics = Metrics(engine)
     app.state.started = time.time()
     install_error_handlers(app)
-    for family in (chat, completions, embeddings, models):
+    for family in (chat, completions, embeddings, models, responses):
         app.include_router(family.router)
     for feature in installed_features():
         router = feature.router()

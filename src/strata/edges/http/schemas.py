@@ -94,6 +94,16 @@ class _Sampling(_Request):
     _stop = field_validator("stop")(_check_stop)
 
 
+class AgentOptions(BaseModel):
+    """``strata.agent``: run the model with these tools and execute the calls it makes."""
+
+    model_config = ConfigDict(extra="forbid")
+    tools: list[str | dict[str, Any]] = Field(
+        ..., min_length=1, description="Server tool names (GET /v1/tools) or tool objects"
+    )
+    max_steps: int | None = Field(None, ge=1, le=50, description="Most model calls (default 5)")
+
+
 class StrataOptions(BaseModel):
     """The request's ``strata`` object: which of strata's layers to use for this request.
     Unknown keys are refused (400 naming the key), so a typo never silently does nothing."""
@@ -109,6 +119,7 @@ class StrataOptions(BaseModel):
         None, gt=0, le=1, description="Routes: keep at least this share of the big model's quality"
     )
     max_cost: float | None = Field(None, ge=0, description="Routes: most USD to spend on this one")
+    agent: AgentOptions | None = Field(None, description="Run an agent loop with server tools")
 
 
 class ChatCompletionRequest(_Sampling):

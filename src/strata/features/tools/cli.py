@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+from strata.core.cli import call_api, dumps, make_settings, remote_options, settings_options
 from strata.core.errors import StrataError
 
 
@@ -38,6 +40,35 @@ def run_python(file: Path) -> None:
         click.echo(f"error: {getattr(exc, 'message', exc)}", err=True)
         sys.exit(2)
     click.echo(json.dumps(result))
+
+
+@tools.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print GET /v1/tools's JSON")
+@remote_options
+@settings_options
+def list_tools(
+    as_json: bool,
+    url: str | None,
+    key: str | None,
+    config_file: Path | None,
+    api_keys: tuple[str, ...],
+    **flags: Any,
+) -> None:
+    """List the server-side tools (built-in, entry points, MCP servers): name, source and
+    description, as GET /v1/tools gives them."""
+    try:
+        settings = make_settings(config_file, api_keys, **flags)
+        listing = call_api(settings, url, key, "GET", "/v1/tools")["data"]
+    except StrataError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(dumps(listing))
+        return
+    width = max((len(t["name"]) for t in listing), default=4)
+    for tool in listing:
+        summary = (tool["description"] or "").split(". ")[0].strip()
+        click.echo(f"{tool['name']:<{width}}  {tool['source']:<12}  {summary}")
 
 
 def commands() -> list[click.Command]:
