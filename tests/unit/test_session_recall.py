@@ -115,7 +115,7 @@ def test_paraphrase_recalls_a_turn_that_shares_no_word(tmp_path: Path) -> None:
         dialogue.stored(session.sid, "chat")
         await dialogue.index.settle()
         assert stack.sessions.unembedded(session.sid, "synonyms", 99) == []
-        assert embedder.calls == 2  # batches of 32, not one call per turn
+        assert embedder.calls == 3  # batches of 16, not one call per turn
         keyword = stack.sessions.search(session.sid, ["where", "car", "parked"], 99, 9)
         assert keyword == []
         turn = chat_turn("Where is my car parked?", "p")

@@ -43,7 +43,7 @@ class Dialogue:
         self.summariser = Summariser(
             self.sessions, kernel.service, self.settings, self.summary_model
         )
-        self.index = TurnIndex(self.sessions, self.embeddings)
+        self.index = TurnIndex(self.sessions, self.embeddings, self.serving_users)
         kernel.service.add_layer(
             SessionMemory(self.sessions, kernel.engine, self.settings, self.index, self.stored)
         )
@@ -54,6 +54,9 @@ class Dialogue:
         the background)."""
         self.index.schedule(sid)
         self.summariser.schedule(sid, chat_model)
+
+    def serving_users(self) -> bool:
+        return any(h.scheduler.serving_users for h in self.kernel.engine.models.values())
 
     def embeddings(self) -> Embeddings | None:
         """What embeds turns: an ``Embeddings`` another feature provides, else the embedder

@@ -2,12 +2,14 @@
 default), in the background after it is stored, and searched by cosine beside FTS5.
 
 Embedding never delays an answer: the turn is stored (durable, searchable by keywords) first,
-then ``schedule`` embeds what is missing in a worker thread, a batch at a time, one task per
-session. A turn not embedded yet is still found by its words; a turn embedded is found by a
-paraphrase that shares none. The embedder is whatever another feature provides as
-``Embeddings`` on the kernel, else the one the ``[dialogue]`` settings name; the same weights
-load once per process, so sessions and the knowledge base share them. An embedder that cannot
-load (no sentence-transformers) leaves recall to keywords and says so once in the log.
+then ``schedule`` embeds what is missing in a worker thread, one task per session, a small
+batch at a time while no user's request is being served or queued; a query is embedded only
+once the background task has loaded the embedder. A turn not embedded yet is still found by
+its words; a turn embedded is found by a paraphrase that shares none. The embedder is whatever
+another feature provides as ``Embeddings`` on the kernel, else the one the ``[dialogue]``
+settings name; the same weights load once per process, so sessions and the knowledge base
+share them. An embedder that cannot load (no sentence-transformers) leaves recall to keywords
+and says so once in the log.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("strata.features.dialogue")
 
-BATCH = 32
+BATCH = 16  # ~0.3 s of MiniLM on two busy cores: how long a new question may wait behind it
 
 
 def indexed_text(turn: Turn) -> str:
@@ -39,12 +41,19 @@ def indexed_text(turn: Turn) -> str:
 
 
 class TurnIndex:
-    def __init__(self, store: SessionStore, embeddings: Callable[[], Embeddings | None]) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        embeddings: Callable[[], Embeddings | None],
+        serving_users: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.store = store
         self._resolve = embeddings
+        self.serving_users = serving_users
         self._embedder: Embeddings | None = None
         self._failed = False
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self._again: set[int] = set()  # sessions given turns while their task ran
 
     @property
     def embedder(self) -> Embeddings | None:
@@ -60,7 +69,10 @@ class TurnIndex:
 
     def schedule(self, sid: int) -> None:
         """Embed ``sid``'s new turns in the background, unless that is already under way."""
-        if sid in self.tasks or self._failed:
+        if self._failed:
+            return
+        if sid in self.tasks:
+            self._again.add(sid)  # its batch may have been read before these turns
             return
         task = asyncio.get_running_loop().create_task(self._run(sid))
         self.tasks[sid] = task
@@ -79,8 +91,16 @@ class TurnIndex:
 
     async def _run(self, sid: int) -> None:
         try:
-            while await asyncio.to_thread(self.step, sid):
-                pass
+            while True:
+                # The CPU the embedder needs is the one a user's answer needs: each batch
+                # waits until no user request is being served or queued.
+                while self.serving_users():
+                    await asyncio.sleep(0.05)
+                if await asyncio.to_thread(self.step, sid):
+                    continue
+                if sid not in self._again:
+                    break
+                self._again.discard(sid)
         except StrataError as exc:
             log.warning("indexing session turns failed (retried at the next turn): %s", exc)
 
@@ -99,8 +119,9 @@ class TurnIndex:
 
     def search(self, sid: int, query: str, before: int, limit: int) -> list[tuple[Turn, float]]:
         """The turns before ``before`` closest in meaning to ``query``, with their cosine,
-        best first (only turns embedded so far)."""
-        embedder = self.embedder
+        best first (only turns embedded so far). Never loads the embedder: until the
+        background task has, recall is by keywords, and the answer does not wait for it."""
+        embedder = self._embedder
         if embedder is None or limit <= 0 or not query.strip():
             return []
         import numpy as np

@@ -125,6 +125,7 @@ class SessionMemory:
         self.settings = settings
         self.index = index
         self.stored = stored
+        self.clock: Callable[[], float] = time.time  # "the current time" (a benchmark sets it)
 
     def counter(self, model: str) -> tuple[str | None, int]:
         """The model whose tokenizer counts the prompt, and the window to fit.
@@ -275,7 +276,7 @@ class SessionMemory:
             sections.append(
                 "Earlier messages in this conversation, with when they were said (UTC):\n" + lines
             )
-        sections.append(f"The current time is {stamp(time.time())} UTC.")
+        sections.append(f"The current time is {stamp(self.clock())} UTC.")
         recent = sorted((p.turn for p in parts if p.kind == "recent" and p.turn), key=_seq)
         messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(sections)}]
         for t in recent:
