@@ -212,6 +212,7 @@ async def conversation(
             f"[dim]{name} memory {i}/{len(asked)}[/dim] {q['question'][:60]!r} -> "
             f"{rows[-1]['memory'][:50]!r} (gold {rows[-1]['gold'][:30]!r})"
         )
+    partial(args, rows)
     budget = int(median([r["memory_tokens"] for r in rows]))
     lines = rendered(history)
     small = stack.engine.get("small").backend
@@ -225,6 +226,7 @@ async def conversation(
             window_s=time.perf_counter() - t0,
         )
         console.print(f"[dim]{name} window {i}/{len(rows)}[/dim] -> {row['window'][:50]!r}")
+    partial(args, rows)
     whole = f"{system}\n\n{LINES}" + "\n".join(lines)
     for i, row in enumerate(rows, 1):  # one after another: the prefix stays in llama.cpp's cache
         t0 = time.perf_counter()
@@ -245,6 +247,12 @@ async def conversation(
         for mode in MODES:
             row[f"{mode}_f1"], row[f"{mode}_recall"] = f1_recall(row[mode], row["gold"])
     return rows
+
+
+def partial(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """The answers so far, beside ``--json`` (a long run under load can be read early)."""
+    if args.json:
+        write_json(args.json.with_suffix(".partial.json"), {"answers": rows})
 
 
 def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
