@@ -20,6 +20,7 @@ per request under ``bench/caches/locomo/`` (``_model_cache``), so a rerun replay
 
     python bench/locomo.py --data ../shared/data/memory/locomo.dev.json --json OUT
                            [--limit-questions 60] [--conversations conv-26 ...] [--seed 0]
+                           [--no-summary]
 """
 
 from __future__ import annotations
@@ -306,7 +307,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         # Defaults, but for the summary's step size: here nobody waits behind it, so each
         # step folds in more turns (fewer model calls to write the same summary).
-        dialogue=DialogueSettings(summary_model="small", summary_step_tokens=args.summary_step),
+        dialogue=DialogueSettings(
+            summary=args.summary, summary_model="small", summary_step_tokens=args.summary_step
+        ),
     )
     stack = Kernel(settings)
     cache = ModelCallCache(Path(args.cache))
@@ -327,6 +330,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "n_ctx": args.n_ctx,
         "full_ctx": args.full_ctx,
         "memory_tokens": settings.dialogue.memory_tokens,
+        "summary": args.summary,
         "summary_step_tokens": args.summary_step,
         "max_tokens": args.max_tokens,
         "model_calls_cached": cache.hits,
@@ -348,6 +352,13 @@ def main() -> None:
     parser.add_argument("--full-ctx", type=int, default=24576, help="Window for the full mode")
     parser.add_argument("--summary-step", type=int, default=2048, help="Summary step tokens")
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument(
+        "--summary",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Roll the session summary before the questions (--no-summary: recall and recent"
+        " turns only; the 0.5B's summary of a long import costs a model call per step)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--home", help="Where the bundled models are (default: data dir)")
     parser.add_argument("--cache", default=str(REPO_ROOT / "bench" / "caches" / "locomo"))
