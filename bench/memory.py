@@ -232,6 +232,10 @@ def script(
     return history, plan
 
 
+def share(hits: list[bool]) -> float:
+    return sum(hits) / len(hits) if hits else 0.0
+
+
 def recalled(answer: str, accepted: list[str]) -> bool:
     text = re.sub(r"\s+", " ", answer.lower())
     return any(a in text for a in accepted)
@@ -352,14 +356,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def figures(mode: str) -> dict[str, Any]:
         r = results[mode]
+        pairs = list(zip(r["hits"], r["paraphrased"], strict=True))
         return {
             "recall": sum(r["hits"]) / len(r["hits"]),
             "recalled": sum(r["hits"]),
             "probes": len(r["hits"]),
-            "paraphrased_recall": sum(h for h, p in zip(r["hits"], r["paraphrased"]) if p)
-            / max(1, sum(r["paraphrased"])),
-            "direct_recall": sum(h for h, p in zip(r["hits"], r["paraphrased"]) if not p)
-            / max(1, len(r["hits"]) - sum(r["paraphrased"])),
+            "paraphrased_recall": share([h for h, p in pairs if p]),
+            "direct_recall": share([h for h, p in pairs if not p]),
             "prompt_tokens_per_turn": median(r["prompt_tokens"]),
             "prompt_tokens_mean": sum(r["prompt_tokens"]) / len(r["prompt_tokens"]),
             "seconds_per_turn": median(r["seconds"]),
@@ -480,7 +483,8 @@ def main() -> None:
     first = asyncio.run(first_answer(args))
     Console().print(
         f"first answer after a {first['imported_turns']}-turn import: "
-        f"{first['with_summary_s']:.1f}s with the summary running vs {first['quiet_s']:.1f}s "
+        f"{first['with_summary_s']:.1f}s with its summary and embeddings running vs "
+        f"{first['quiet_s']:.1f}s "
         f"with no background work ({first['ratio']:.2f}x; target <= 2x)"
     )
     if args.only_first_answer:
