@@ -11,7 +11,8 @@ open-domain, single-hop; 5, adversarial, has no gold answer) are asked three way
              by words and meaning, recent turns), within ``memory_tokens`` (default 2,048)
     window:  the latest turns that fit the median prompt tokens memory used, same format
     full:    every turn in the prompt (a window wide enough; llama.cpp reuses the identical
-             prefix, so only the question is new after the first)
+             prefix, so only the question is new after the first), on its own instance of
+             the same weights, run beside the memory questions
 
 Each question is asked alone: memory's session drops the question and its answer afterwards.
 Answers are greedy, 32 tokens at most, scored against the gold answer by token F1 and token
@@ -181,6 +182,9 @@ async def conversation(
         f"{name}: {len(history)} turns imported; embedded in {indexed:.0f}s, summary by "
         f"{summarised:.0f}s; {len(asked)} questions"
     )
+    lines = rendered(history)
+    # The full conversation runs on its own model instance beside the memory questions.
+    full_task = asyncio.create_task(full_answers(stack, name, system, lines, asked, args))
     memory = next(layer for layer in stack.service.layers if isinstance(layer, SessionMemory))
     last = max(t.created or 0.0 for t in history)
     memory.clock = lambda: last + 86_400.0  # asked the day after (and cacheable)
@@ -215,7 +219,6 @@ async def conversation(
         )
     partial(args, rows)
     budget = int(median([r["memory_tokens"] for r in rows]))
-    lines = rendered(history)
     small = stack.engine.get("small").backend
     for i, row in enumerate(rows, 1):
         t0 = time.perf_counter()
@@ -228,26 +231,45 @@ async def conversation(
         )
         console.print(f"[dim]{name} window {i}/{len(rows)}[/dim] -> {row['window'][:50]!r}")
     partial(args, rows)
-    whole = f"{system}\n\n{LINES}" + "\n".join(lines)
-    for i, row in enumerate(rows, 1):  # one after another: the prefix stays in llama.cpp's cache
-        t0 = time.perf_counter()
-        messages = [
-            {"role": "system", "content": whole},
-            {"role": "user", "content": row["question"]},
-        ]
-        result = await ask(stack, "full", request(messages, args.max_tokens))
-        row.update(
-            full=result.texts[0].strip(),
-            full_tokens=result.usage.prompt_tokens,
-            full_s=time.perf_counter() - t0,
-        )
-        console.print(
-            f"[dim]{name} full {i}/{len(rows)}[/dim] -> {row['full'][:50]!r} ({row['full_s']:.0f}s)"
-        )
+    for row, full in zip(rows, await full_task, strict=True):
+        row.update(full)
     for row in rows:
         for mode in MODES:
             row[f"{mode}_f1"], row[f"{mode}_recall"] = f1_recall(row[mode], row["gold"])
     return rows
+
+
+async def full_answers(
+    stack: Kernel,
+    name: str,
+    system: str,
+    lines: list[str],
+    asked: list[dict[str, Any]],
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:
+    """Every question with the whole conversation in the prompt, one after another, so the
+    identical prefix stays in llama.cpp's cache and only the question is new each time."""
+    whole = f"{system}\n\n{LINES}" + "\n".join(lines)
+    out: list[dict[str, Any]] = []
+    for i, q in enumerate(asked, 1):
+        t0 = time.perf_counter()
+        messages = [
+            {"role": "system", "content": whole},
+            {"role": "user", "content": q["question"]},
+        ]
+        result = await ask(stack, "full", request(messages, args.max_tokens))
+        out.append(
+            {
+                "full": result.texts[0].strip(),
+                "full_tokens": result.usage.prompt_tokens,
+                "full_s": time.perf_counter() - t0,
+            }
+        )
+        console.print(
+            f"[dim]{name} full {i}/{len(asked)}[/dim] -> {out[-1]['full'][:50]!r}"
+            f" ({out[-1]['full_s']:.0f}s)"
+        )
+    return out
 
 
 def partial(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:

@@ -122,7 +122,7 @@ def test_paraphrase_recalls_a_turn_that_shares_no_word(tmp_path: Path) -> None:
         await run_turn(stack, turn)
         assert turn.info["session"]["retrieved_turns"][0] == 4
         system = (fake(stack.engine, "chat").calls[-1].messages or [])[0]["content"]
-        assert "On 8 May 2023 (Monday) at 13:56 the user said: I left the automobile" in system
+        assert "[8 May 2023] the user: I left the automobile" in system
         await dialogue.index.settle()  # the question and the answer are embedded too
         assert stack.sessions.unembedded(session.sid, "synonyms", 99) == []
         await stack.shutdown()

@@ -274,7 +274,7 @@ class SessionMemory:
         if found:
             lines = "\n".join(render_turn(t) for t in found)
             sections.append(
-                "Earlier messages in this conversation, with when they were said (UTC):\n" + lines
+                "Earlier messages in this conversation, each with the date it was said:\n" + lines
             )
         sections.append(f"The current time is {stamp(self.clock())} UTC.")
         recent = sorted((p.turn for p in parts if p.kind == "recent" and p.turn), key=_seq)

@@ -21,13 +21,12 @@ def speaker(turn: Turn) -> str:
 
 
 def render_turn(turn: Turn) -> str:
-    """As a sentence ("On 9 September 2026 (Wednesday) at 09:00 the user said: …"): small
-    models copy a date written out like this into an answer more readily than a log prefix,
-    and it is the form answers are expected in."""
-    day = day_of(turn.created)
-    clock = time.strftime("%H:%M", time.gmtime(turn.created))
-    content = resolve(turn.content, turn.created)
-    return f"On {spoken(day)} ({day:%A}) at {clock} {speaker(turn)} said: {content}"
+    """``[9 September 2026] the user: …``: the date written as answers expect it, first, so
+    a small model that copies the line's head into an answer to "when…" copies the date (a
+    sentence form, "On … at 09:00 the user said:", was copied whole, time and all); short,
+    so more turns fit the memory's budget."""
+    said = spoken(day_of(turn.created))
+    return f"[{said}] {speaker(turn)}: {resolve(turn.content, turn.created)}"
 
 
 def recent_content(turn: Turn) -> str:
@@ -36,4 +35,4 @@ def recent_content(turn: Turn) -> str:
     if turn.role != "user":
         return turn.content
     who = f" {turn.name}:" if turn.name else ""
-    return f"[{stamp(turn.created)}]{who} {resolve(turn.content, turn.created)}"
+    return f"[{spoken(day_of(turn.created))}]{who} {resolve(turn.content, turn.created)}"
