@@ -80,14 +80,18 @@ def test_facts_are_extracted_verbatim_and_the_newest_kept() -> None:
     assert facts.merge(found, found, len(found[1]) + 2, len) == [found[1]]
 
 
-def test_store_keeps_vectors_with_their_turns(tmp_path: Path) -> None:
-    store = SessionStore(tmp_path / "d.db")
+def test_store_keeps_vectors_with_their_turns(database: Path | str) -> None:
+    """On both engines: vectors are stored per embedder, replaced, and deleted with their
+    turns."""
+    store = SessionStore(database)
     session = store.create("alice", "s1")
     store.append(session, [NewTurn("user", f"turn {i}") for i in range(1, 4)])
     assert [t.seq for t in store.unembedded(session.sid, "e", 10)] == [1, 2, 3]
     store.set_vectors(session.sid, "e", [(1, b"\0" * 4), (2, b"\1" * 4), (9, b"\2" * 4)])
     assert [t.seq for t in store.unembedded(session.sid, "e", 10)] == [3]
     assert [t.seq for t in store.unembedded(session.sid, "other", 10)] == [1, 2, 3]
+    store.set_vectors(session.sid, "e", [(2, b"\3" * 4)])  # re-embedded: replaced
+    assert [v for _, v in store.vectors(session.sid, "e", before=9)] == [b"\0" * 4, b"\3" * 4]
     assert [(t.seq, v) for t, v in store.vectors(session.sid, "e", before=2)] == [(1, b"\0" * 4)]
     store.truncate("alice", "s1", from_seq=2)
     assert store.db.query("SELECT COUNT(*) FROM turn_vectors")[0][0] == 1
