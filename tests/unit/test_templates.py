@@ -135,7 +135,7 @@ def app_settings(tmp_path: Path, **extra: Any) -> Settings:
         bundled_models=False,
         models=models,
         default_model="chat",
-        dialogue=DialogueSettings(summary=False),
+        dialogue=DialogueSettings(summary=False, embedder="hash"),
         **extra,
     )
 

@@ -59,6 +59,12 @@ class FairScheduler:
         """Interactive requests waiting: what ``max_queue`` bounds."""
         return self._depth
 
+    @property
+    def serving_users(self) -> bool:
+        """Whether an interactive request holds a slot or waits for one: background work done
+        outside the slots (embedding a session's turns) waits for this to clear."""
+        return self._depth > 0 or self.active > len(self._running_background)
+
     def retry_after(self) -> float:
         """Seconds until a slot is likely free: the queue ahead times the mean service time."""
         return max(1.0, (self._depth + 1) * self._mean_service_s / self.concurrency)

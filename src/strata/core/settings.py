@@ -129,9 +129,33 @@ class DialogueSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     recent_turns: int = Field(12, ge=1, description="Most recent turns kept verbatim in a prompt")
-    retrieved_turns: int = Field(6, ge=0, description="Earlier turns retrieved per message")
+    retrieved_turns: int = Field(10, ge=0, description="Earlier turns retrieved per message")
     retrieval_share: float = Field(
-        0.35, gt=0, le=1, description="Most of the prompt budget retrieved turns may take"
+        0.5, gt=0, le=1, description="Most of the memory budget retrieved turns may take"
+    )
+    memory_tokens: int = Field(
+        2048,
+        ge=64,
+        description="Token budget of a session's memory in a prompt (summary, retrieved and"
+        " recent turns), on top of the system prompt and the new message; never more than the"
+        " window leaves",
+    )
+    embedder: str = Field(
+        "minilm",
+        description="Embedder that indexes turns by meaning: minilm (the knowledge base's),"
+        " hash (tests), or none (keyword recall only)",
+    )
+    embedding_model: str = Field(
+        MINILM_REPO, description="Model for the minilm embedder: a path or a Hugging Face repo id"
+    )
+    vector_weight: float = Field(
+        0.5, ge=0, le=1, description="Share of meaning (vectors) in turn recall; keywords: the rest"
+    )
+    summary_facts_tokens: int = Field(
+        256,
+        ge=0,
+        description="Room in the summary for facts kept verbatim (sentences with names, numbers"
+        " and dates, newest kept)",
     )
     answer_tokens: int = Field(
         512, ge=1, description="Room kept for the answer when a request sets no max_tokens"

@@ -5,13 +5,16 @@ already in the messages) checks the session is the caller's, stores the new mess
 caller sent them (``turn.sent``) once every layer has accepted the request, just before
 generation starts, and builds the prompt:
 
-    system prompt + voice + rolling summary of older turns
-        + earlier turns retrieved as relevant to the new message (FTS5 BM25, entity overlap)
+    system prompt + voice + rolling summary of older turns (prose + facts kept verbatim)
+        + earlier turns relevant to the new message, each with its date: hybrid recall,
+          keywords (FTS5 BM25) and meaning (embeddings, ``TurnIndex``) fused, plus names
     most recent turns, verbatim (the last draft is always among them: "make it shorter")
     the new message
 
 and fits it exactly into the model's window, counted with the model's own tokenizer
-(``Backend.count_messages``), leaving ``max_tokens`` for the answer. Parts are added in
+(``Backend.count_messages``), leaving ``max_tokens`` for the answer. The memory (summary,
+retrieved and recent turns) has a budget of its own, ``memory_tokens``: a wide window is not
+filled with old chat just because it has room. Parts are added in
 priority order (last exchange, summary, retrieved turns, older recent turns) on estimates,
 then the whole prompt is counted exactly and the least important part dropped until it fits.
 
@@ -26,6 +29,7 @@ import asyncio
 import dataclasses
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +39,9 @@ from strata.core.models.base import Backend, Capability
 from strata.core.settings import DialogueSettings
 from strata.core.turn import Turn as ChatTurn
 from strata.core.turn import TurnCompleted, TurnResult
+from strata.features.dialogue.index import TurnIndex
 from strata.features.dialogue.render import recent_content, render_turn, stamp
 from strata.features.dialogue.store import ROLES, NewTurn, Session, SessionStore, Turn
-from strata.features.dialogue.summary import Summariser
 
 _WORD = re.compile(r"[\w'-]+", re.UNICODE)
 _ENTITY = re.compile(r"\b(?:[A-Z][\w-]+|\w*\d[\w-]*)\b")
@@ -60,9 +64,9 @@ class SessionRecorder:
     stores the final text, once every layer (a brand voice's repair) has had its say, then
     lets the summariser catch up in the background."""
 
-    def __init__(self, store: SessionStore, summariser: Summariser) -> None:
+    def __init__(self, store: SessionStore, stored: Callable[[int, str], None]) -> None:
         self.store = store
-        self.summariser = summariser
+        self.stored = stored  # (sid, chat model): index the new turns, roll the summary
 
     async def __call__(self, event: TurnCompleted) -> None:
         turn, result = event.turn, event.result
@@ -76,7 +80,7 @@ class SessionRecorder:
             self.store.append, session, [NewTurn("assistant", result.choices[0].text)]
         )
         info["reply_turn"] = stored[0].seq
-        self.summariser.schedule(session.sid, turn.model)
+        self.stored(session.sid, turn.model)
 
 
 def new_turns(turn: ChatTurn) -> list[NewTurn]:
@@ -108,10 +112,20 @@ class SessionMemory:
     name = "session-memory"
     order = 90  # last: it fits what every other layer added into the window
 
-    def __init__(self, store: SessionStore, engine: Engine, settings: DialogueSettings) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        engine: Engine,
+        settings: DialogueSettings,
+        index: TurnIndex,
+        stored: Callable[[int, str], None],
+    ) -> None:
         self.store = store
         self.engine = engine
         self.settings = settings
+        self.index = index
+        self.stored = stored
+        self.clock: Callable[[], float] = time.time  # "the current time" (a benchmark sets it)
 
     def counter(self, model: str) -> tuple[str | None, int]:
         """The model whose tokenizer counts the prompt, and the window to fit.
@@ -160,6 +174,7 @@ class SessionMemory:
         # Stored before generation starts, durably: a message the server accepted is kept
         # even if the model then fails.
         stored = await asyncio.to_thread(self.store.append, session, new)
+        self.index.schedule(session.sid)
         turn.gen.messages = messages
         info.update(turn=stored[0].seq, **stats)
 
@@ -192,7 +207,7 @@ class SessionMemory:
             parts.append(_Part("recent", t, count_text(recent_content(t)) + 4))
         if session.summary:
             parts.append(_Part("summary", None, count_text(session.summary) + 12))
-        share = int(budget * self.settings.retrieval_share)
+        share = int(min(budget, self.settings.memory_tokens) * self.settings.retrieval_share)
         spent = 0
         for t in retrieved:
             cost = count_text(render_turn(t)) + 1
@@ -210,6 +225,7 @@ class SessionMemory:
                 f"{budget} for the prompt after the answer's max_tokens.",
                 param="messages",
             )
+        window_budget, budget = budget, min(budget, used + self.settings.memory_tokens)
         # Greedy on estimates, then exact: trim what ran over, then try what was left out
         # (the estimates lean high). Recent turns stay contiguous: once one is out, so are
         # all older ones.
@@ -240,7 +256,8 @@ class SessionMemory:
                 skipped.append(part)
         stats = {
             "prompt_tokens": exact,
-            "budget": budget,
+            "budget": window_budget,
+            "memory_budget": budget,
             "recent_turns": sum(p.kind == "recent" for p in chosen),
             "retrieved_turns": [p.turn.seq for p in chosen if p.kind == "retrieved" and p.turn],
             "summary": any(p.kind == "summary" for p in chosen),
@@ -257,9 +274,9 @@ class SessionMemory:
         if found:
             lines = "\n".join(render_turn(t) for t in found)
             sections.append(
-                "Earlier messages in this conversation, with when they were said (UTC):\n" + lines
+                "Earlier messages in this conversation, each with the date it was said:\n" + lines
             )
-        sections.append(f"The current time is {stamp(time.time())} UTC.")
+        sections.append(f"The current time is {stamp(self.clock())} UTC.")
         recent = sorted((p.turn for p in parts if p.kind == "recent" and p.turn), key=_seq)
         messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(sections)}]
         for t in recent:
@@ -268,29 +285,48 @@ class SessionMemory:
         return messages + [{k: v for k, v in m.items() if k != "name"} for m in new]
 
     def retrieve(self, sid: int, query: str, before: int) -> list[Turn]:
-        """Earlier turns relevant to ``query``: BM25 over the session's turns, re-ranked with
-        the overlap of names and numbers (what people ask back for) and a little recency."""
+        """Earlier turns relevant to ``query``, hybrid like the knowledge base: BM25 over the
+        turns' words and cosine over their embeddings, each min-max normalised and mixed by
+        ``vector_weight``, plus the overlap of names and numbers (what people ask back for)
+        and a little recency. A paraphrase that shares no word still meets its turn."""
         limit = self.settings.retrieved_turns
+        if limit == 0 or before <= 1 or not query.strip():
+            return []
         words = [w.lower() for w in _WORD.findall(query)]
         terms = list(dict.fromkeys(w for w in words if w not in STOPWORDS and len(w) > 1))
-        if not terms or limit == 0 or before <= 1:
+        pool = max(50, limit * 5)
+        keyword = self.store.search(sid, terms, before=before, limit=pool) if terms else []
+        vector = self.index.search(sid, query, before=before, limit=pool)
+        if not keyword and not vector:
             return []
-        hits = self.store.search(sid, terms, before=before, limit=limit * 4)
-        if not hits:
-            return []
-        top = max(score for _, score in hits) or 1.0
+        weight = self.settings.vector_weight if keyword and vector else float(bool(vector))
+        found = {t.seq: t for t, _ in [*keyword, *vector]}
+        fused = {seq: 0.0 for seq in found}
+        for ranking, share in ((keyword, 1.0 - weight), (vector, weight)):
+            for seq, value in _normalised(ranking).items():
+                fused[seq] += share * value
         entities = {e.lower() for e in _ENTITY.findall(query)}
 
-        def score(hit: tuple[Turn, float]) -> float:
-            turn, bm25 = hit
+        def score(seq: int) -> float:
+            turn = found[seq]
             overlap = 0.0
             if entities:
-                found = {e.lower() for e in _ENTITY.findall(turn.content)}
-                overlap = len(entities & found) / len(entities)
-            return bm25 / top + 0.5 * overlap + 0.1 * turn.seq / before
+                said = {e.lower() for e in _ENTITY.findall(f"{turn.name or ''} {turn.content}")}
+                overlap = len(entities & said) / len(entities)
+            return fused[seq] + 0.3 * overlap + 0.05 * seq / before
 
-        ranked = sorted(hits, key=score, reverse=True)
-        return [t for t, _ in ranked[:limit]]
+        ranked = sorted(found, key=score, reverse=True)
+        return [found[seq] for seq in ranked[:limit]]
+
+
+def _normalised(ranking: list[tuple[Turn, float]]) -> dict[int, float]:
+    """Scores scaled to 0..1 within one ranking (its best hit 1, its last 0)."""
+    if not ranking:
+        return {}
+    scores = [s for _, s in ranking]
+    low, high = min(scores), max(scores)
+    span = high - low
+    return {t.seq: (s - low) / span if span > 0 else 1.0 for t, s in ranking}
 
 
 def _gap(left_out: list[_Part]) -> bool:

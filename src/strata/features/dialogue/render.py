@@ -1,10 +1,12 @@
-"""How stored turns look to a model: one line each, with the time they were said (UTC), so
-"when did I say…" questions have an answer, and the speaker's name when there is one."""
+"""How stored turns look to a model: one line each, with the date they were said (UTC) written
+as people write it, relative dates pinned to that day, and the speaker's name when there is
+one, so "when did I say…" and "when did she go…" have an answer in the line itself."""
 
 from __future__ import annotations
 
 import time
 
+from strata.features.dialogue.dates import day_of, resolve, spoken
 from strata.features.dialogue.store import Turn
 
 
@@ -12,12 +14,19 @@ def stamp(created: float) -> str:
     return time.strftime("%a %Y-%m-%d %H:%M", time.gmtime(created))
 
 
+def speaker(turn: Turn) -> str:
+    if turn.name:
+        return turn.name
+    return f"the {turn.role}"
+
+
 def render_turn(turn: Turn) -> str:
-    """As a sentence ("On Wed 2026-09-09 at 09:00 the user said: …"): small models use a
-    date written out like this more readily than a bracketed log prefix."""
-    who = f"the {turn.role}" if not turn.name else f"the {turn.role} ({turn.name})"
-    day, clock = stamp(turn.created).rsplit(" ", 1)
-    return f"On {day} at {clock} {who} said: {turn.content}"
+    """``[9 September 2026] the user: …``: the date written as answers expect it, first, so
+    a small model that copies the line's head into an answer to "when…" copies the date (a
+    sentence form, "On … at 09:00 the user said:", was copied whole, time and all); short,
+    so more turns fit the memory's budget."""
+    said = spoken(day_of(turn.created))
+    return f"[{said}] {speaker(turn)}: {resolve(turn.content, turn.created)}"
 
 
 def recent_content(turn: Turn) -> str:
@@ -26,4 +35,4 @@ def recent_content(turn: Turn) -> str:
     if turn.role != "user":
         return turn.content
     who = f" {turn.name}:" if turn.name else ""
-    return f"[{stamp(turn.created)}]{who} {turn.content}"
+    return f"[{spoken(day_of(turn.created))}]{who} {resolve(turn.content, turn.created)}"

@@ -74,12 +74,12 @@ def _store(request: Request) -> tuple[SessionStore, Summariser]:
 
 @router.post("/sessions", summary="Create a session (optionally importing its history)")
 async def create_session(body: SessionCreate, request: Request, who: CallerDep) -> dict[str, Any]:
-    store, summariser = _store(request)
+    store, _ = _store(request)
     owner = who.owner
     session = await asyncio.to_thread(store.create, owner, body.id, body.system, body.title)
     if body.messages:
         await asyncio.to_thread(store.append, session, [m.new_turn() for m in body.messages])
-        summariser.schedule(session.sid, kernel(request).settings.default_model)
+        _dialogue(request).stored(session.sid, kernel(request).settings.default_model)
         session = await asyncio.to_thread(store.get, owner, session.id)
     return session.as_dict()
 
@@ -131,8 +131,8 @@ async def delete_session(session_id: str, request: Request, who: CallerDep) -> d
 async def append_messages(
     session_id: str, body: MessagesIn, request: Request, who: CallerDep
 ) -> dict[str, Any]:
-    store, summariser = _store(request)
+    store, _ = _store(request)
     session = await asyncio.to_thread(store.get, who.owner, session_id)
     turns = await asyncio.to_thread(store.append, session, [m.new_turn() for m in body.messages])
-    summariser.schedule(session.sid, kernel(request).settings.default_model)
+    _dialogue(request).stored(session.sid, kernel(request).settings.default_model)
     return {"object": "list", "data": [t.as_dict() for t in turns]}

@@ -1,4 +1,5 @@
-"""Sessions and their turns in SQLite (``dialogue.db``), with an FTS5 index over the turns
+"""Sessions and their turns in SQLite (``dialogue.db``), with an FTS5 index over the turns and
+each turn's embedding (``turn_vectors``), so earlier turns are found by words and by meaning
 (on PostgreSQL: the ``strata_dialogue`` schema, a tsvector column).
 
 A turn is stored the moment it is known: the user's message before generation starts (so a
@@ -95,6 +96,25 @@ MIGRATIONS = [
         """
         UPDATE sessions SET owner = 'default' WHERE owner = '';
         UPDATE sessions SET owner = 'k' || substr(owner, 1, 24) WHERE length(owner) = 32;
+        """,
+    ),
+    # Each turn's meaning (float32 unit vector, little-endian) under the embedder that made it:
+    # written in the background after the turn, deleted with it.
+    Migration(
+        3,
+        """
+        CREATE TABLE turn_vectors (
+            turn_id INTEGER PRIMARY KEY REFERENCES turns(id) ON DELETE CASCADE,
+            embedder TEXT NOT NULL,
+            vector BLOB NOT NULL
+        );
+        """,
+        postgres="""
+        CREATE TABLE turn_vectors (
+            turn_id BIGINT PRIMARY KEY REFERENCES turns(id) ON DELETE CASCADE,
+            embedder TEXT NOT NULL,
+            vector BYTEA NOT NULL
+        );
         """,
     ),
 ]
@@ -342,3 +362,36 @@ class SessionStore:
             (query, sid, before, limit),
         )
         return [(_turn(r), -float(r["rank"])) for r in rows]
+
+    # ---- vectors ----
+
+    def unembedded(self, sid: int, embedder: str, limit: int) -> list[Turn]:
+        """Turns of ``sid`` with no vector from ``embedder`` yet, oldest first."""
+        rows = self.db.query(
+            "SELECT t.* FROM turns t LEFT JOIN turn_vectors v"
+            " ON v.turn_id = t.id AND v.embedder = ?"
+            " WHERE t.sid = ? AND v.turn_id IS NULL ORDER BY t.seq LIMIT ?",
+            (embedder, sid, limit),
+        )
+        return [_turn(r) for r in rows]
+
+    def set_vectors(self, sid: int, embedder: str, vectors: Sequence[tuple[int, bytes]]) -> None:
+        """Store ``(seq, vector)`` pairs; a turn deleted meanwhile is skipped."""
+        with self.db.transaction() as conn:
+            for seq, blob in vectors:
+                conn.execute(
+                    "INSERT INTO turn_vectors (turn_id, embedder, vector)"
+                    " SELECT id, ?, ? FROM turns WHERE sid = ? AND seq = ?"
+                    " ON CONFLICT (turn_id) DO UPDATE"
+                    " SET embedder = excluded.embedder, vector = excluded.vector",
+                    (embedder, blob, sid, seq),
+                )
+
+    def vectors(self, sid: int, embedder: str, before: int) -> list[tuple[Turn, bytes]]:
+        """Turns with ``seq < before`` that have a vector from ``embedder``, with it."""
+        rows = self.db.query(
+            "SELECT t.*, v.vector FROM turns t JOIN turn_vectors v ON v.turn_id = t.id"
+            " WHERE t.sid = ? AND t.seq < ? AND v.embedder = ? ORDER BY t.seq",
+            (sid, before, embedder),
+        )
+        return [(_turn(r), bytes(r["vector"])) for r in rows]

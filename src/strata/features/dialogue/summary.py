@@ -10,6 +10,10 @@ the model, and a user's request arriving while one runs stops it at its next tok
 ``summary_step_tokens`` of prompt, so a user waits for at most one bounded prefill, however long
 the imported history. One task per session at a time; a failure is logged and retried at the
 next trigger.
+
+The summary keeps names, numbers and dates verbatim: beside the model's prose it carries a
+list of the summarised turns' fact-bearing sentences, extracted and merged deterministically
+(``strata.features.dialogue.facts``); the model only ever rewrites the prose.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from strata.core.service import ChatService
 from strata.core.settings import DialogueSettings
 from strata.core.tenancy import Caller
 from strata.core.turn import Turn as ChatTurn
+from strata.features.dialogue import facts
 from strata.features.dialogue.render import render_turn
 from strata.features.dialogue.store import SessionStore, Turn
 
@@ -90,18 +95,27 @@ class Summariser:
                 if upto - session.summary_upto < self.settings.summary_batch:
                     return
                 pending = await asyncio.to_thread(self.store.turns, sid, session.summary_upto, upto)
-                batch = self._batch(model, session.summary, pending)
+                prose, kept = facts.split(session.summary)
+                batch = self._batch(model, prose, pending)
                 try:
-                    text = await self._summarise(model, session.summary, batch)
+                    text = await self._summarise(model, prose, batch)
                 except Preempted:
                     continue  # a user needed the model; this step queues again behind users
-                await asyncio.to_thread(self.store.set_summary, sid, text, batch[-1].seq)
+                new = facts.extract(batch)
+                budget = self.settings.summary_facts_tokens
+                merged = facts.merge(kept, new, budget, self._count(model))
+                summary = facts.join(text, merged)
+                await asyncio.to_thread(self.store.set_summary, sid, summary, batch[-1].seq)
         except StrataError as exc:
             log.warning("session summary failed (retried later): %s", exc.message)
 
     def _backend(self, model: str) -> Backend | None:
         handle = self.service.engine.models.get(model)
         return handle.backend if handle is not None else None
+
+    def _count(self, model: str) -> Callable[[str], int]:
+        backend = self._backend(model)
+        return backend.count_tokens if backend else (lambda s: len(s) // 3 + 1)
 
     def _batch(self, model: str, summary: str, pending: list[Turn]) -> list[Turn]:
         """As many pending turns (at least one) as fit half the summary model's window and
@@ -111,7 +125,7 @@ class Summariser:
         room = (
             min(window // 2, self.settings.summary_step_tokens) - self.settings.summary_max_tokens
         )
-        count = backend.count_tokens if backend else (lambda s: len(s) // 3 + 1)
+        count = self._count(model)
         used = count(summary)
         batch: list[Turn] = []
         for turn in pending:
