@@ -277,9 +277,18 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             # route's first tier sends (logprobs for its confidence), and the big one the one
             # its last tier sends, so one cached call serves both; and a run stopped early has
             # every figure on the same items so far (see --checkpoint).
-            direct(args.small, item, logprobs=True, top_logprobs=5)
+            if item.id in sampled or args.small_every_item:
+                direct(args.small, item, logprobs=True, top_logprobs=5)
             if item.id in sampled:
                 direct(args.big, item)
+            if args.baselines_only:
+                if (n + 1) % 50 == 0:
+                    print(
+                        f"  baselines {n + 1}/{len(items)} (cache {cache.hits} hits,"
+                        f" {cache.misses} calls; {time.perf_counter() - started:.0f}s)",
+                        file=sys.stderr,
+                    )
+                continue
             reply = ask(item, args.route)
             route = reply["strata"]["route"]
             rows.append(
@@ -315,6 +324,8 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                     partial["specialists"] = http.get("/v1/specialists").json()["data"]
                     partial["partial"] = f"stopped after {n + 1} of {len(items)} requests"
                     write_json(args.checkpoint, partial)
+        if args.baselines_only:
+            return {"always": baselines, "cache": {"hits": cache.hits, "model_calls": cache.misses}}
         specialists = http.get("/v1/specialists").json()["data"]
         usage = http.get("/v1/usage", params={"route": args.route}).json()
     result = report(args, tasks, rows, baselines, len(items), len(feedback))
@@ -493,7 +504,17 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--feedback-share", type=float, default=0.05)
-    parser.add_argument("--big-sample", type=int, default=200)
+    parser.add_argument(
+        "--big-sample",
+        type=int,
+        default=200,
+        help="always-big (and always-small) run on a seeded sample of this many stream items",
+    )
+    parser.add_argument(
+        "--small-every-item",
+        action="store_true",
+        help="always-small on every stream item, not only the sample (a small call per item)",
+    )
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--last", type=int, default=200)
     parser.add_argument("--route", default="auto")
@@ -504,9 +525,18 @@ def main() -> None:
     parser.add_argument(
         "--checkpoint", type=Path, help="write the figures so far here every 50 requests"
     )
+    parser.add_argument(
+        "--baselines-only",
+        action="store_true",
+        help="only the always-small/always-big calls, in stream order: fills --cache ahead"
+        " of a flywheel run (which picks up what is appended while it runs)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="strata-flywheel-") as tmp:
         result = run(args, args.home or Path(tmp))
+    if args.baselines_only:
+        print(json.dumps(result["cache"]))
+        return
     table(result)
     if args.json:
         png = args.json.with_suffix(".png")

@@ -160,3 +160,21 @@ def test_training_waits_for_enough_new_examples(stack: Stack) -> None:
     traffic = row["traffic"]
     assert sum(traffic.values()) == 40
     assert row["examples"] == traffic["big"]
+
+
+def test_users_corrections_alone_start_a_retraining(stack: Stack) -> None:
+    async def scenario() -> None:
+        asked = await teach(stack, 10)
+        tenant = asked[0].turn.caller.tenant
+        (task,) = distill_of(stack).store.tasks(tenant)
+        assert distill_of(stack).store.trainings(tenant, task) == 1
+        for one in asked[:5]:  # five corrections, no new big-tier answer
+            await stack.events.feedback(
+                FeedbackGiven(
+                    one.turn.caller, one.turn.response_id, 0, json.dumps({"label": "weather"})
+                )
+            )
+        await distill_of(stack).drain()
+        assert distill_of(stack).store.trainings(tenant, task) == 2
+
+    asyncio.run(scenario())
