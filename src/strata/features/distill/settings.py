@@ -46,7 +46,7 @@ class DistillSettings(BaseModel):
         gt=0,
         le=1,
         description="Or answer above the confidence where it matches users' labels at least"
-        " this many times as often as the route's big tier did",
+        " this many times as often as the route's models did",
     )
     min_threshold: float = Field(
         0.6, ge=0, le=1, description="Never answer below this calibrated confidence"

@@ -81,7 +81,8 @@ TRAINED = "trained"  # the notice a new active specialist sends to other replica
 @dataclass
 class Example:
     """A labelled observation; ``gold`` when the label is a user's, and then
-    ``route_right`` says whether the big tier's answer matched it (None: not the big tier's)."""
+    ``route_right`` says whether the route's models (small or big tier, whichever answered)
+    got it right (None: a specialist answered)."""
 
     response_id: str
     text: str
@@ -203,7 +204,7 @@ class DistillStore:
                     r["label"],
                     None if r["vector"] is None else np.frombuffer(r["vector"], dtype=np.float32),
                     gold,
-                    r["answer"] == r["label"] if gold and r["tier"] == "big" else None,
+                    r["answer"] == r["label"] if gold and r["tier"] != "specialist" else None,
                 )
             )
         return out

@@ -12,8 +12,8 @@ tier never answers.
 
 Two sources of labels compete: the big tier's answers plus users' corrections (*teacher*),
 and users' corrections alone (*feedback*), both with the label names. Users' labels are the
-only clean signal, so once there are ``MIN_GOLD`` of them (and ``MIN_ROUTE`` on turns the big
-tier answered), each candidate is scored on them cross-fitted (a head never scores a row it
+only clean signal, so once there are ``MIN_GOLD`` of them (and ``MIN_ROUTE`` on turns the
+route's models answered), each candidate is scored on them cross-fitted (a head never scores a row it
 trained on) and the better one serves: a big tier that is often wrong on a task (77 intents
 named only in a grammar, say) then stops being copied. Its temperature is fitted on those
 cross-fitted scores, so its confidence reads as the chance of matching the user.
@@ -22,8 +22,9 @@ Thresholds. By *agreement*: the lowest held-out confidence above which answers a
 the labels ``target_agreement`` of the time (over at least ``MIN_ANSWERED`` examples, never
 below the floor), the rule while users have said little. By *users*: the lowest cross-fitted
 confidence above which answers match users' labels at least ``target`` times as often as the
-route's own big-tier answers did (its rate smoothed by Laplace's rule): a specialist as good
-as the model it replaces may answer even where it agrees with that model less. The lower of
+route's own answers did (small or big tier; the rate smoothed by Laplace's rule): a
+specialist as good as the cascade it replaces may answer even where it agrees with the big
+tier less. The lower of
 the two serves; without either the specialist does not answer yet. Without users' labels,
 the teacher is fitted on three quarters of its training share and its temperature on the
 last quarter (by hash), then refitted on the whole share with that temperature.
@@ -49,7 +50,7 @@ from strata.features.distill.head import (
 
 MIN_ANSWERED = 5
 MIN_GOLD = 8  # users' labels before they, not agreement with the big tier, decide
-MIN_ROUTE = 3  # of them on turns the big tier answered (its own rate)
+MIN_ROUTE = 3  # of them on turns the route's models answered (their own rate)
 MIN_HELD_GOLD = 3  # held-out users' labels before the swap is judged on them
 FOLDS = 4
 NEVER = 1.01  # a threshold no probability reaches
@@ -108,7 +109,7 @@ def accuracy(head: LinearHead, x: Matrix, y: list[str]) -> float:
 @dataclass
 class Labelled:
     """What a specialist learns from. ``gold`` marks users' labels; ``route_right`` says,
-    for a user's label on a turn the big tier answered, whether its answer matched (else
+    for a user's label on a turn the route's models answered, whether they were right (else
     None); ``names``/``name_labels`` are the label names embedded, one row per label."""
 
     ids: list[str]
