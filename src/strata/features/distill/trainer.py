@@ -3,8 +3,8 @@
 Examples are split by a hash of their response id: a fixed share is *held out* and never
 trained on, by this specialist or any later one, so a new specialist and the one serving can
 be compared on the same unseen examples. A new specialist replaces the old one only if it is
-at least as accurate there: against users' labels when enough held-out examples have one,
-else against every held-out label (the big tier's answer, or the user's correction).
+at least as accurate there (against the big tier's answer, or the user's correction); once
+users' labels decide (below), it must match them at least as often as the serving one.
 
 Every label's own name (``card_arrival`` read as "card arrival") is one more training example
 of it, never held out: a prior that needs no traffic, and the only sign of a label the big
@@ -51,7 +51,6 @@ from strata.features.distill.head import (
 MIN_ANSWERED = 5
 MIN_GOLD = 8  # users' labels before they, not agreement with the big tier, decide
 MIN_ROUTE = 3  # of them on turns the route's models answered (their own rate)
-MIN_HELD_GOLD = 3  # held-out users' labels before the swap is judged on them
 FOLDS = 4
 NEVER = 1.01  # a threshold no probability reaches
 Matrix = npt.NDArray[np.float32]
@@ -216,13 +215,18 @@ def _train(
         by_users = choose_threshold(users[0], users[1], versus_route * route, 0.0)
         threshold = min(threshold, by_users)
     report["threshold"] = threshold
-    # The swap: on held-out users' labels when there are enough, else all held-out labels.
-    held_gold = parts.holdout & data.gold
-    on = held_gold if held_gold.sum() >= MIN_HELD_GOLD else parts.holdout
-    score_x, score_y = data.x[on], list(y[on])
-    report["swap_judged_on"] = "users" if on is held_gold else "all"
-    report["score"] = accuracy(head, score_x, score_y)
-    report["previous_score"] = None if current is None else accuracy(current, score_x, score_y)
+    # The swap. Chosen by users' labels, judged by them: the new head's cross-fitted score
+    # against the serving head's on the same labels (some of which it may have trained on:
+    # a bias for keeping it). Else on all held-out labels.
+    if users is not None:
+        report["swap_judged_on"] = "users"
+        report["score"] = float(users[1].mean())
+        gold_x, gold_y = data.x[data.gold], list(y[data.gold])
+        report["previous_score"] = None if current is None else accuracy(current, gold_x, gold_y)
+    else:
+        report["swap_judged_on"] = "held-out"
+        report["score"] = report["accuracy"]
+        report["previous_score"] = report["previous_accuracy"]
     previous = report["previous_score"]
     report["replaced"] = bool(held_y) and (previous is None or report["score"] >= previous)
     return head, report
