@@ -15,10 +15,13 @@ depend on ``--requests``: a smaller run's items are a subset of a larger one's, 
 cached model calls carry over.
 
 Reported per window of 100 requests: accuracy, the share answered by a specialist, the small
-and the big model, and cost per 1,000 requests; and, in the same run, always-small on every
-item and always-big on a seeded sample (``--big-sample``, default 200). ``last_window`` is
-the last 200 requests. The server runs in this process (uvicorn in a thread, real HTTP), so
-the model calls can be cached on disk (``--cache``): a rerun pays only for calls it adds.
+and the big model, and cost per 1,000 requests; and, in the same run, always-small and
+always-big on the same seeded sample of stream items (``--big-sample``, default 200;
+``--small-every-item`` runs always-small on every item, a small-model call per request even
+once a specialist answers them). ``last_window`` is the last 200 requests. The server runs
+in this process (uvicorn in a thread, real HTTP), so the model calls can be cached on disk
+(``--cache``): a rerun pays only for calls it adds; ``--baselines-only`` fills the cache
+ahead with the baselines' calls, and a run reading the same cache picks them up as they land.
 Models are priced at strata's own pre-measurement compute estimate, fixed for the run, so a
 cached call costs what it did when it ran; a specialist is priced by its measured compute.
 """
@@ -370,6 +373,11 @@ def report(
     always["big"]["sample"] = (
         f"seeded sample of {always['big']['requests']} of the {len(rows)} stream items"
     )
+    always["small"]["sample"] = (
+        "every stream item"
+        if always["small"]["requests"] == len(rows)
+        else f"the same seeded sample ({always['small']['requests']} items)"
+    )
     last = summarise(rows[-args.last :])
     big = always["big"]
     return {
@@ -428,7 +436,7 @@ def table(result: dict[str, Any]) -> None:
         style="bold",
     )
     t.add_row(
-        f"always-small ({small['requests']})",
+        f"always-small ({small['requests']}, {'all' if 'every' in small['sample'] else 'sample'})",
         f"{small['acc']:.3f}",
         "",
         "100%",

@@ -186,12 +186,18 @@ def test_users_labels_overrule_a_teacher_that_is_mostly_wrong() -> None:
     right = np.array([p == t for p, t in zip(predicted, truth, strict=True)])
     assert answered.mean() > 0.5 and right[answered].mean() > 0.9
     # Without users' labels the teacher is all there is: copied, and judged by agreement.
-    _, alone = train(
+    copied, alone = train(
         Labelled(ids, x, teacher, names=_names(labels), name_labels=labels),
         current=None,
         **kwargs,
     )
     assert alone["source"] == "teacher" and "route_accuracy" not in alone
+    # Users' labels then swap the copy out, though it agrees with the big tier more.
+    _, swap = train(
+        Labelled(ids, x, y, gold, judged, _names(labels), labels), current=copied, **kwargs
+    )
+    assert swap["swap_judged_on"] == "users" and swap["replaced"]
+    assert swap["accuracy"] < swap["previous_accuracy"]
 
 
 def test_a_right_teacher_keeps_teaching_when_users_agree() -> None:

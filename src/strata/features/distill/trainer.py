@@ -13,9 +13,9 @@ tier never answers.
 Two sources of labels compete: the big tier's answers plus users' corrections (*teacher*),
 and users' corrections alone (*feedback*), both with the label names. Users' labels are the
 only clean signal, so once there are ``MIN_GOLD`` of them (and ``MIN_ROUTE`` on turns the
-route's models answered), each candidate is scored on them cross-fitted (a head never scores a row it
-trained on) and the better one serves: a big tier that is often wrong on a task (77 intents
-named only in a grammar, say) then stops being copied. Its temperature is fitted on those
+route's models answered), each candidate is scored on them cross-fitted (a head never scores
+a row it trained on) and the better one serves: a big tier that is often wrong on a task (77
+intents named only in a grammar, say) then stops being copied. Its temperature is fitted on those
 cross-fitted scores, so its confidence reads as the chance of matching the user.
 
 Thresholds. By *agreement*: the lowest held-out confidence above which answers agree with
