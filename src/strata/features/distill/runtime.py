@@ -41,6 +41,7 @@ class Serving:
     head: LinearHead
     threshold: float
     version: int
+    trained_at: float  # examples that came later are ones it never saw
 
 
 class Distill:
@@ -62,7 +63,8 @@ class Distill:
 
     def _stored(self) -> dict[tuple[str, str], Serving]:
         return {
-            (t.tenant, t.task): Serving(t.head, t.threshold, t.version) for t in self.store.active()
+            (t.tenant, t.task): Serving(t.head, t.threshold, t.version, t.created)
+            for t in self.store.active()
         }
 
     def _trained_somewhere(self, payload: str | None) -> None:
@@ -228,19 +230,23 @@ class Distill:
                     [e.route_right for e in examples],
                     None if names is None else names[0],
                     [] if names is None else names[1],
+                    np.array([e.created for e in examples]),
                 ),
                 holdout_share=self.settings.holdout_share,
                 target=self.settings.target_agreement,
                 floor=self.settings.min_threshold,
                 l2=self.settings.l2,
                 current=None if current is None else current.head,
+                current_trained_at=None if current is None else current.trained_at,
                 versus_route=self.settings.versus_route,
             )
             report.update(trained, seconds=round(time.perf_counter() - started, 3))
             version = self.store.record_training(tenant, task, len(examples), report, head)
             report["version"] = version
             if report["replaced"]:
-                self.serving[(tenant, task)] = Serving(head, report["threshold"], version)
+                self.serving[(tenant, task)] = Serving(
+                    head, report["threshold"], version, time.time()
+                )
             return report
 
     def _names(self, tenant: str, task: str) -> tuple[npt.NDArray[np.float32], list[str]] | None:

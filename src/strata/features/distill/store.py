@@ -90,6 +90,7 @@ class Example:
     vector: npt.NDArray[np.float32] | None
     gold: bool = False
     route_right: bool | None = None
+    created: float = 0.0
 
 
 @dataclass
@@ -190,7 +191,8 @@ class DistillStore:
 
     def examples(self, tenant: str, task: str) -> list[Example]:
         rows = self.db.query(
-            "SELECT response_id, text, label, vector, source, tier, answer FROM observations"
+            "SELECT response_id, text, label, vector, source, tier, answer, created"
+            " FROM observations"
             " WHERE tenant = ? AND task = ? AND label IS NOT NULL ORDER BY created",
             (tenant, task),
         )
@@ -205,6 +207,7 @@ class DistillStore:
                     None if r["vector"] is None else np.frombuffer(r["vector"], dtype=np.float32),
                     gold,
                     r["answer"] == r["label"] if gold and r["tier"] != "specialist" else None,
+                    float(r["created"]),
                 )
             )
         return out

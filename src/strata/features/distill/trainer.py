@@ -118,12 +118,15 @@ class Labelled:
     route_right: list[bool | None] = field(default_factory=list)
     names: Matrix | None = None
     name_labels: list[str] = field(default_factory=list)
+    created: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
     def __post_init__(self) -> None:
         if len(self.gold) != len(self.ids):
             self.gold = np.zeros(len(self.ids), bool)
         if len(self.route_right) != len(self.ids):
             self.route_right = [None] * len(self.ids)
+        if len(self.created) != len(self.ids):
+            self.created = np.zeros(len(self.ids))
 
 
 class _Fitter:
@@ -166,13 +169,16 @@ def train(
     floor: float,
     l2: float,
     current: LinearHead | None,
+    current_trained_at: float | None = None,
     versus_route: float = 0.95,
 ) -> tuple[LinearHead, dict[str, Any]]:
     """A new head and the report that decides whether it replaces ``current``. BLAS runs
     on one thread: these matrices are small, and on a loaded CPU (the models' own threads)
     more threads mostly wait on each other (a 77-label fit took 6x longer)."""
     with threadpool_limits(1):
-        return _train(data, holdout_share, target, floor, l2, current, versus_route)
+        return _train(
+            data, holdout_share, target, floor, l2, current, current_trained_at, versus_route
+        )
 
 
 def _train(
@@ -182,6 +188,7 @@ def _train(
     floor: float,
     l2: float,
     current: LinearHead | None,
+    current_trained_at: float | None,
     versus_route: float,
 ) -> tuple[LinearHead, dict[str, Any]]:
     parts = split(data.ids, holdout_share)
@@ -216,13 +223,17 @@ def _train(
         threshold = min(threshold, by_users)
     report["threshold"] = threshold
     # The swap. Chosen by users' labels, judged by them: the new head's cross-fitted score
-    # against the serving head's on the same labels (some of which it may have trained on:
-    # a bias for keeping it). Else on all held-out labels.
+    # against the serving head's on the users' labels it never trained on (held out, or
+    # newer than it). Else on all held-out labels.
     if users is not None:
         report["swap_judged_on"] = "users"
         report["score"] = float(users[1].mean())
-        gold_x, gold_y = data.x[data.gold], list(y[data.gold])
-        report["previous_score"] = None if current is None else accuracy(current, gold_x, gold_y)
+        unseen = data.gold & (parts.holdout | (data.created > (current_trained_at or 0.0)))
+        report["previous_score"] = (
+            None
+            if current is None or not unseen.any()
+            else accuracy(current, data.x[unseen], list(y[unseen]))
+        )
     else:
         report["swap_judged_on"] = "held-out"
         report["score"] = report["accuracy"]
