@@ -63,7 +63,7 @@ class Distill:
 
     def _stored(self) -> dict[tuple[str, str], Serving]:
         return {
-            (t.tenant, t.task): Serving(t.head, t.threshold, t.version, t.created)
+            (t.tenant, t.task): Serving(t.head, t.threshold, t.version, t.trained_through)
             for t in self.store.active()
         }
 
@@ -240,12 +240,16 @@ class Distill:
                 current_trained_at=None if current is None else current.trained_at,
                 versus_route=self.settings.versus_route,
             )
-            report.update(trained, seconds=round(time.perf_counter() - started, 3))
+            report.update(
+                trained,
+                seconds=round(time.perf_counter() - started, 3),
+                trained_through=max(e.created for e in examples),
+            )
             version = self.store.record_training(tenant, task, len(examples), report, head)
             report["version"] = version
             if report["replaced"]:
                 self.serving[(tenant, task)] = Serving(
-                    head, report["threshold"], version, time.time()
+                    head, report["threshold"], version, report["trained_through"]
                 )
             return report
 

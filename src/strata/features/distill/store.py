@@ -106,6 +106,7 @@ class Trained:
     holdout: int
     trained: int
     created: float
+    trained_through: float  # the newest example it saw
 
 
 class DistillStore:
@@ -317,6 +318,7 @@ class DistillStore:
                     int(r["holdout"]),
                     int(r["trained"]),
                     float(r["created"]),
+                    float(json.loads(r["report"] or "{}").get("trained_through", r["created"])),
                 )
             )
         return out
