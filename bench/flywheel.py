@@ -270,7 +270,12 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 + usage["completion_tokens"] * prices[model].output_per_mtok
             ) / 1e6
             baselines[model].append(
-                {"id": item.id, "right": label_of(reply) == item.gold, "cost": cost}
+                {
+                    "id": item.id,
+                    "task": item.task,
+                    "right": label_of(reply) == item.gold,
+                    "cost": cost,
+                }
             )
 
         sampled = {item.id for item in sample}
@@ -378,6 +383,16 @@ def report(
         if always["small"]["requests"] == len(rows)
         else f"the same seeded sample ({always['small']['requests']} items)"
     )
+    for m, b in baselines.items():
+        always[m]["by_task"] = {
+            name: {
+                "acc": sum(r["right"] for r in part) / len(part),
+                "cost_per_1k": sum(r["cost"] for r in part) / len(part) * 1000,
+                "requests": len(part),
+            }
+            for name in tasks
+            if (part := [r for r in b if r["task"] == name])
+        }
     last = summarise(rows[-args.last :])
     big = always["big"]
     return {
