@@ -278,6 +278,12 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 }
             )
 
+        def settle() -> None:
+            """Wait for the server's background trainings (a replay from the cache sends
+            requests faster than any app would, and faster than a training runs)."""
+            while any(s["training"] for s in http.get("/v1/specialists").json()["data"]):
+                time.sleep(0.05)
+
         sampled = {item.id for item in sample}
         started = time.perf_counter()
         for n, item in enumerate(items):
@@ -318,6 +324,8 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                     },
                 )
                 sent.raise_for_status()
+            if args.settle:
+                settle()
             if (n + 1) % 50 == 0:
                 w = summarise(rows[-50:])
                 print(
@@ -547,6 +555,13 @@ def main() -> None:
     parser.add_argument("--retrain-every", type=int, default=50)
     parser.add_argument(
         "--checkpoint", type=Path, help="write the figures so far here every 50 requests"
+    )
+    parser.add_argument(
+        "--no-settle",
+        dest="settle",
+        action="store_false",
+        help="send the next request while a specialist is still training (by default the"
+        " stream waits: a replay from the cache then decides as the live run did)",
     )
     parser.add_argument(
         "--baselines-only",

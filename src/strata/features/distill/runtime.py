@@ -290,6 +290,7 @@ class Distill:
                     "labels": len(labels.labels),
                     "examples": self.store.labelled_count(tenant, task),
                     "trainings": self.store.trainings(tenant, task),
+                    "training": (tenant, task) in self._training,  # one is running now
                     "serving": trained is not None,
                     "version": trained.version if trained else None,
                     "accuracy_vs_big": round(trained.accuracy, 4) if trained else None,
