@@ -73,16 +73,30 @@ class ModelCallCache:
     def _wrap(self, backend: Any, sha: str) -> None:
         path = self.folder / f"{sha[:16]}.jsonl"
         table: dict[str, list[dict[str, Any]]] = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
+        read = [0]  # bytes of the file already in ``table``
+
+        def catch_up() -> None:
+            """Read what was appended since (another run filling the same cache ahead)."""
+            if not path.exists():
+                return
+            with path.open("rb") as f:
+                f.seek(read[0])
+                data = f.read()
+            complete = data[: data.rfind(b"\n") + 1]  # a line being written waits
+            read[0] += len(complete)
+            for line in complete.decode().splitlines():
                 if line.strip():
                     row = json.loads(line)
                     table[row["key"]] = row["chunks"]
+
+        catch_up()
         original = backend.generate
         cache = self
 
         async def generate(request: GenerationRequest) -> AsyncIterator[Chunk]:
             key = _key(sha, request)
+            if key not in table:
+                catch_up()
             if key in table:
                 cache.hits += 1
                 for data in table[key]:
@@ -94,7 +108,7 @@ class ModelCallCache:
                 chunks.append(chunk)
                 yield chunk
             table[key] = [_chunk_json(c) for c in chunks]
-            with path.open("a") as out:
+            with path.open("a") as out:  # one write per line: readers see whole lines
                 out.write(json.dumps({"key": key, "chunks": table[key]}) + "\n")
 
         backend.generate = generate

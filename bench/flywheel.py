@@ -15,10 +15,13 @@ depend on ``--requests``: a smaller run's items are a subset of a larger one's, 
 cached model calls carry over.
 
 Reported per window of 100 requests: accuracy, the share answered by a specialist, the small
-and the big model, and cost per 1,000 requests; and, in the same run, always-small on every
-item and always-big on a seeded sample (``--big-sample``, default 200). ``last_window`` is
-the last 200 requests. The server runs in this process (uvicorn in a thread, real HTTP), so
-the model calls can be cached on disk (``--cache``): a rerun pays only for calls it adds.
+and the big model, and cost per 1,000 requests; and, in the same run, always-small and
+always-big on the same seeded sample of stream items (``--big-sample``, default 200;
+``--small-every-item`` runs always-small on every item, a small-model call per request even
+once a specialist answers them). ``last_window`` is the last 200 requests. The server runs
+in this process (uvicorn in a thread, real HTTP), so the model calls can be cached on disk
+(``--cache``): a rerun pays only for calls it adds; ``--baselines-only`` fills the cache
+ahead with the baselines' calls, and a run reading the same cache picks them up as they land.
 Models are priced at strata's own pre-measurement compute estimate, fixed for the run, so a
 cached call costs what it did when it ran; a specialist is priced by its measured compute.
 """
@@ -267,8 +270,19 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 + usage["completion_tokens"] * prices[model].output_per_mtok
             ) / 1e6
             baselines[model].append(
-                {"id": item.id, "right": label_of(reply) == item.gold, "cost": cost}
+                {
+                    "id": item.id,
+                    "task": item.task,
+                    "right": label_of(reply) == item.gold,
+                    "cost": cost,
+                }
             )
+
+        def settle() -> None:
+            """Wait for the server's background trainings (a replay from the cache sends
+            requests faster than any app would, and faster than a training runs)."""
+            while any(s["training"] for s in http.get("/v1/specialists").json()["data"]):
+                time.sleep(0.05)
 
         sampled = {item.id for item in sample}
         started = time.perf_counter()
@@ -277,9 +291,18 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             # route's first tier sends (logprobs for its confidence), and the big one the one
             # its last tier sends, so one cached call serves both; and a run stopped early has
             # every figure on the same items so far (see --checkpoint).
-            direct(args.small, item, logprobs=True, top_logprobs=5)
+            if item.id in sampled or args.small_every_item:
+                direct(args.small, item, logprobs=True, top_logprobs=5)
             if item.id in sampled:
                 direct(args.big, item)
+            if args.baselines_only:
+                if (n + 1) % 50 == 0:
+                    print(
+                        f"  baselines {n + 1}/{len(items)} (cache {cache.hits} hits,"
+                        f" {cache.misses} calls; {time.perf_counter() - started:.0f}s)",
+                        file=sys.stderr,
+                    )
+                continue
             reply = ask(item, args.route)
             route = reply["strata"]["route"]
             rows.append(
@@ -301,6 +324,8 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                     },
                 )
                 sent.raise_for_status()
+            if args.settle:
+                settle()
             if (n + 1) % 50 == 0:
                 w = summarise(rows[-50:])
                 print(
@@ -315,6 +340,8 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                     partial["specialists"] = http.get("/v1/specialists").json()["data"]
                     partial["partial"] = f"stopped after {n + 1} of {len(items)} requests"
                     write_json(args.checkpoint, partial)
+        if args.baselines_only:
+            return {"always": baselines, "cache": {"hits": cache.hits, "model_calls": cache.misses}}
         specialists = http.get("/v1/specialists").json()["data"]
         usage = http.get("/v1/usage", params={"route": args.route}).json()
     result = report(args, tasks, rows, baselines, len(items), len(feedback))
@@ -359,6 +386,21 @@ def report(
     always["big"]["sample"] = (
         f"seeded sample of {always['big']['requests']} of the {len(rows)} stream items"
     )
+    always["small"]["sample"] = (
+        "every stream item"
+        if always["small"]["requests"] == len(rows)
+        else f"the same seeded sample ({always['small']['requests']} items)"
+    )
+    for m, b in baselines.items():
+        always[m]["by_task"] = {
+            name: {
+                "acc": sum(r["right"] for r in part) / len(part),
+                "cost_per_1k": sum(r["cost"] for r in part) / len(part) * 1000,
+                "requests": len(part),
+            }
+            for name in tasks
+            if (part := [r for r in b if r["task"] == name])
+        }
     last = summarise(rows[-args.last :])
     big = always["big"]
     return {
@@ -417,7 +459,7 @@ def table(result: dict[str, Any]) -> None:
         style="bold",
     )
     t.add_row(
-        f"always-small ({small['requests']})",
+        f"always-small ({small['requests']}, {'all' if 'every' in small['sample'] else 'sample'})",
         f"{small['acc']:.3f}",
         "",
         "100%",
@@ -493,7 +535,17 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--feedback-share", type=float, default=0.05)
-    parser.add_argument("--big-sample", type=int, default=200)
+    parser.add_argument(
+        "--big-sample",
+        type=int,
+        default=200,
+        help="always-big (and always-small) run on a seeded sample of this many stream items",
+    )
+    parser.add_argument(
+        "--small-every-item",
+        action="store_true",
+        help="always-small on every stream item, not only the sample (a small call per item)",
+    )
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--last", type=int, default=200)
     parser.add_argument("--route", default="auto")
@@ -504,9 +556,25 @@ def main() -> None:
     parser.add_argument(
         "--checkpoint", type=Path, help="write the figures so far here every 50 requests"
     )
+    parser.add_argument(
+        "--no-settle",
+        dest="settle",
+        action="store_false",
+        help="send the next request while a specialist is still training (by default the"
+        " stream waits: a replay from the cache then decides as the live run did)",
+    )
+    parser.add_argument(
+        "--baselines-only",
+        action="store_true",
+        help="only the always-small/always-big calls, in stream order: fills --cache ahead"
+        " of a flywheel run (which picks up what is appended while it runs)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="strata-flywheel-") as tmp:
         result = run(args, args.home or Path(tmp))
+    if args.baselines_only:
+        print(json.dumps(result["cache"]))
+        return
     table(result)
     if args.json:
         png = args.json.with_suffix(".png")

@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from strata.features.distill.trainer import train
+from strata.features.distill.labels import label_name
+from strata.features.distill.trainer import Labelled, train
 
 pytestmark = pytest.mark.real_model
 
@@ -71,10 +72,15 @@ def test_a_minilm_specialist_labels_paraphrases_in_milliseconds() -> None:
     texts = [t for phrasings in INTENTS.values() for t in phrasings]
     labels = [label for label, phrasings in INTENTS.items() for _ in phrasings]
     ids = [f"resp-{i}" for i in range(len(texts))]
+    names = list(INTENTS)
     head, report = train(
-        ids,
-        embedder.embed(texts),
-        labels,
+        Labelled(
+            ids,
+            embedder.embed(texts),
+            labels,
+            names=embedder.embed([label_name(n) for n in names]),
+            name_labels=names,
+        ),
         holdout_share=0.25,
         target=0.9,
         floor=0.5,

@@ -82,15 +82,19 @@ def test_distill_observations_and_specialists(database: Path | str) -> None:
     examples = {e.response_id: e for e in store.examples("t", "task")}
     assert examples["r0"].label == "neg" and examples["r0"].vector is not None
     assert examples["r0"].vector.tolist() == [0.0, 2.0, 4.0, 6.0]
+    # r1: the big tier answered "a", a user said "neg": a user's label the route got wrong
+    assert examples["r1"].gold and examples["r1"].route_right is False
+    assert not examples["r0"].gold and examples["r0"].route_right is None
+    assert store.gold_count("t", "task") == 1
     traffic = store.traffic("t", "task", recent=1)
     assert traffic["all"] == {"small": 1, "big": 2} and sum(traffic["recent"].values()) == 1
 
     head = LinearHead(["pos", "neg"], np.ones((4, 2)), np.zeros(2), 1.5)
     report = {"trained": 3, "holdout": 1, "accuracy": 0.9, "threshold": 0.7, "replaced": True}
     first = store.record_training("t", "task", 3, report, head)
-    second = store.record_training("t", "task", 4, {**report, "replaced": False}, head)
+    second = store.record_training("t", "task", 4, {**report, "replaced": False, "gold": 1}, head)
     assert second > first
-    assert store.last_training_examples("t", "task") == 4 and store.trainings("t", "task") == 2
+    assert store.last_training("t", "task") == (4, 1) and store.trainings("t", "task") == 2
     (active,) = store.active()
     assert active.version == first and active.head.labels == ["pos", "neg"]
     assert active.head.weights.tolist() == head.weights.tolist()

@@ -160,3 +160,58 @@ def test_training_waits_for_enough_new_examples(stack: Stack) -> None:
     traffic = row["traffic"]
     assert sum(traffic.values()) == 40
     assert row["examples"] == traffic["big"]
+
+
+def test_users_corrections_alone_start_a_retraining(stack: Stack) -> None:
+    async def scenario() -> None:
+        asked = await teach(stack, 10)
+        tenant = asked[0].turn.caller.tenant
+        (task,) = distill_of(stack).store.tasks(tenant)
+        assert distill_of(stack).store.trainings(tenant, task) == 1
+        for one in asked[:5]:  # five corrections, no new big-tier answer
+            await stack.events.feedback(
+                FeedbackGiven(
+                    one.turn.caller, one.turn.response_id, 0, json.dumps({"label": "weather"})
+                )
+            )
+        await distill_of(stack).drain()
+        assert distill_of(stack).store.trainings(tenant, task) == 2
+
+    asyncio.run(scenario())
+
+
+def test_users_labels_stop_a_wrong_big_tier_being_copied(stack: Stack) -> None:
+    """The big tier answers "sports" to everything; users correct 12 of 24 turns. The
+    specialist learns from the corrections, not the big tier, and answers weather."""
+
+    async def scenario() -> None:
+        asked = []
+        for i in range(24):
+            truth = LABELS[i % 2]
+            one = await big_answers(stack, "sports", text_for(truth, i))
+            asked.append(one)
+            if i % 2 == 0 or i % 4 == 1:  # every sports turn confirmed, half the weather
+                await stack.events.feedback(
+                    FeedbackGiven(
+                        one.turn.caller, one.turn.response_id, 0, json.dumps({"label": truth})
+                    )
+                )
+        await distill_of(stack).drain()
+        distill = distill_of(stack)
+        (serving,) = distill.serving.values()
+        assert serving.threshold < 1.01  # below NEVER: it answers
+        reply = await distill.answer("r", closed_turn(text_for("weather", 5)).turn)
+        assert reply is not None and json.loads(reply.text) == {"label": "weather"}
+        assert reply.confidence >= reply.threshold
+
+    asyncio.run(scenario())
+    tenant = tenant_of("key:alice")
+    store = distill_of(stack).store
+    (task,) = store.tasks(tenant)
+    rows = store.db.query(
+        "SELECT report FROM specialists WHERE tenant = ? AND task = ? AND active = 1",
+        (tenant, task),
+    )
+    report = json.loads(rows[0]["report"])
+    assert report["source"] == "feedback" and report["swap_judged_on"] == "users"
+    assert report["route_accuracy"] < 0.8

@@ -14,7 +14,7 @@ from strata.core.models.base import GenerationRequest, ResponseFormat, SamplingP
 from strata.core.turn import Turn
 from strata.features.distill.head import fit_head, fit_temperature
 from strata.features.distill.labels import LabelSet, label_set
-from strata.features.distill.trainer import NEVER, choose_threshold, split, train
+from strata.features.distill.trainer import NEVER, Labelled, choose_threshold, split, train
 
 
 def _turn(fmt: ResponseFormat, options: dict[str, object] | None = None) -> Turn:
@@ -95,7 +95,7 @@ def test_holdout_is_stable_and_disjoint() -> None:
 def test_a_new_specialist_replaces_the_old_only_if_at_least_as_good(noise: float) -> None:
     ids, x, y = _data(300, noise, 2)
     kwargs = {"holdout_share": 0.2, "target": 0.9, "floor": 0.5, "l2": 1e-3}
-    good, first = train(ids, x, y, current=None, **kwargs)
+    good, first = train(Labelled(ids, x, y), current=None, **kwargs)
     assert first["replaced"] and first["previous_accuracy"] is None
     assert first["accuracy"] > 0.9 and first["threshold"] < NEVER
     # A worse candidate (its training labels shuffled, the held-out ones true) must not
@@ -103,12 +103,12 @@ def test_a_new_specialist_replaces_the_old_only_if_at_least_as_good(noise: float
     held = split(ids, 0.2).holdout
     shuffled = list(np.random.default_rng(0).permutation(y))
     corrupted = [t if h else s for t, s, h in zip(y, shuffled, held, strict=True)]
-    _, worse = train(ids, x, corrupted, current=good, **kwargs)
+    _, worse = train(Labelled(ids, x, corrupted), current=good, **kwargs)
     assert worse["previous_accuracy"] is not None
     assert worse["accuracy"] < worse["previous_accuracy"] and not worse["replaced"]
     assert held.sum() == worse["holdout"]
     # An equally good one does.
-    _, same = train(ids, x, y, current=good, **kwargs)
+    _, same = train(Labelled(ids, x, y), current=good, **kwargs)
     assert same["replaced"] and same["accuracy"] >= same["previous_accuracy"]
 
 
@@ -149,3 +149,70 @@ def test_the_text_a_specialist_reads() -> None:
     template = _turn(fmt, {"template": "t", "inputs": {"b": "two", "a": "one"}})
     template.sent = []
     assert request_text(template) == "a: one\nb: two"
+
+
+def test_label_names_read_as_words() -> None:
+    from strata.features.distill.labels import label_name
+
+    assert label_name("card_arrival") == "card arrival"
+    assert label_name("Sci/Tech") == "Sci/Tech"
+    assert label_name("topUpFailed") == "top Up Failed"
+
+
+def _names(labels: list[str]) -> np.ndarray:
+    words = {"sports": "goal team match win", "tech": "chip code app data"}
+    return HashEmbedder().embed([words.get(label, "rain wind storm cloud") for label in labels])
+
+
+def test_users_labels_overrule_a_teacher_that_is_mostly_wrong() -> None:
+    ids, x, truth = _data(240, 0.0, 3)
+    labels = ["sports", "tech", "weather"]
+    teacher = ["sports"] * len(ids)  # a big tier that answers one label whatever it is asked
+    gold = np.zeros(len(ids), bool)
+    gold[::7] = True  # 35 users' labels
+    y = [t if g else b for t, b, g in zip(truth, teacher, gold, strict=True)]
+    judged: list[bool | None] = [
+        b == t if g else None for t, b, g in zip(truth, teacher, gold, strict=True)
+    ]
+    kwargs = {"holdout_share": 0.2, "target": 0.95, "floor": 0.6, "l2": 1e-3}
+    head, report = train(
+        Labelled(ids, x, y, gold, judged, _names(labels), labels), current=None, **kwargs
+    )
+    assert report["source"] == "feedback"
+    assert report["feedback_users_accuracy"] > report["teacher_users_accuracy"]
+    assert report["route_accuracy"] < 0.5 and report["threshold"] < NEVER
+    predicted, confidence = head.predict(x)
+    answered = confidence >= report["threshold"]
+    right = np.array([p == t for p, t in zip(predicted, truth, strict=True)])
+    assert answered.mean() > 0.5 and right[answered].mean() > 0.9
+    # Without users' labels the teacher is all there is: copied, and judged by agreement.
+    copied, alone = train(
+        Labelled(ids, x, teacher, names=_names(labels), name_labels=labels),
+        current=None,
+        **kwargs,
+    )
+    assert alone["source"] == "teacher" and "route_accuracy" not in alone
+    # Users' labels then swap the copy out, though it agrees with the big tier more.
+    _, swap = train(
+        Labelled(ids, x, y, gold, judged, _names(labels), labels), current=copied, **kwargs
+    )
+    assert swap["swap_judged_on"] == "users" and swap["replaced"]
+    assert swap["accuracy"] < swap["previous_accuracy"]
+
+
+def test_a_right_teacher_keeps_teaching_when_users_agree() -> None:
+    ids, x, truth = _data(240, 0.0, 4)
+    labels = ["sports", "tech", "weather"]
+    gold = np.zeros(len(ids), bool)
+    gold[::7] = True
+    judged: list[bool | None] = [True if g else None for g in gold]
+    _, report = train(
+        Labelled(ids, x, truth, gold, judged, _names(labels), labels),
+        current=None,
+        holdout_share=0.2,
+        target=0.95,
+        floor=0.6,
+        l2=1e-3,
+    )
+    assert report["source"] == "teacher" and report["threshold"] < NEVER
+    assert report["route_accuracy"] > 0.9 and report["replaced"]

@@ -47,11 +47,18 @@ class LinearHead:
 
 
 def fit_head(
-    x: Matrix, y: list[str], *, l2: float = 1e-3, steps: int = 300, rate: float = 0.5
+    x: Matrix,
+    y: list[str],
+    *,
+    l2: float = 1e-3,
+    steps: int = 300,
+    rate: float = 0.5,
+    labels: list[str] | None = None,
 ) -> LinearHead:
     """Softmax regression by full-batch gradient descent with Adam (deterministic: zero
-    start). Embeddings are unit vectors, so one learning rate fits every task."""
-    labels = sorted(set(y))
+    start). Embeddings are unit vectors, so one learning rate fits every task. ``labels``
+    fixes the columns (heads fitted on parts of the data then score alike)."""
+    labels = sorted(set(y)) if labels is None else labels
     index = {label: i for i, label in enumerate(labels)}
     target = np.zeros((len(y), len(labels)))
     target[np.arange(len(y)), [index[label] for label in y]] = 1.0
@@ -76,8 +83,13 @@ def fit_head(
 def fit_temperature(head: LinearHead, x: Matrix, y: list[str]) -> float:
     """The temperature that minimises the negative log-likelihood of ``y`` (labels the head
     never saw count as probability ~0: a reason to be less sure), by a grid then a refine."""
-    logits = head.logits(x)
-    index = {label: i for i, label in enumerate(head.labels)}
+    return temperature_for(head.logits(x), head.labels, y)
+
+
+def temperature_for(logits: npt.NDArray[np.float64], labels: list[str], y: list[str]) -> float:
+    """``fit_temperature`` on logits already computed (say, by heads that did not train on
+    the rows they score)."""
+    index = {label: i for i, label in enumerate(labels)}
     known = np.array([label in index for label in y])
     cols = np.array([index.get(label, 0) for label in y])
 

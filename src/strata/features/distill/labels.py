@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,3 +126,10 @@ def _last_user(messages: list[dict[str, Any]]) -> str:
                     str(p.get("text", "")) for p in content if isinstance(p, dict)
                 ).strip()
     return ""
+
+
+def label_name(label: str) -> str:
+    """A label read as words (``card_arrival`` → "card arrival", ``ScienceTech`` → "Science
+    Tech"): what the label names is the one thing known of it before any traffic."""
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", label)
+    return re.sub(r"[_\-.:]+", " ", spaced).strip() or label

@@ -26,10 +26,10 @@ from strata.core.events import FeedbackGiven
 from strata.core.protocols import SpecialistAnswer
 from strata.core.turn import Turn, TurnCompleted
 from strata.features.distill.head import LinearHead
-from strata.features.distill.labels import LabelSet, label_set, request_text
+from strata.features.distill.labels import LabelSet, label_name, label_set, request_text
 from strata.features.distill.settings import DistillSettings
 from strata.features.distill.store import TRAINED, DistillStore, Trained
-from strata.features.distill.trainer import NEVER, train
+from strata.features.distill.trainer import NEVER, Labelled, train
 
 log = logging.getLogger("strata.features.distill")
 RECENT = 100  # the "recent" window of the traffic shares
@@ -41,6 +41,7 @@ class Serving:
     head: LinearHead
     threshold: float
     version: int
+    trained_at: float  # examples that came later are ones it never saw
 
 
 class Distill:
@@ -56,12 +57,14 @@ class Distill:
         self._embedder: Embedder | None = None
         self._vectors: dict[str, npt.NDArray[np.float32]] = {}  # response id → its embedding
         self._training: set[tuple[str, str]] = set()
+        self._label_names: dict[str, tuple[npt.NDArray[np.float32], list[str]]] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
     def _stored(self) -> dict[tuple[str, str], Serving]:
         return {
-            (t.tenant, t.task): Serving(t.head, t.threshold, t.version) for t in self.store.active()
+            (t.tenant, t.task): Serving(t.head, t.threshold, t.version, t.trained_through)
+            for t in self.store.active()
         }
 
     def _trained_somewhere(self, payload: str | None) -> None:
@@ -172,8 +175,12 @@ class Distill:
         if key in self._training:
             return
         labelled = self.store.labelled_count(tenant, task)
-        since = labelled - self.store.last_training_examples(tenant, task)
-        if labelled < self.settings.min_examples or since < self.settings.retrain_every:
+        examples, gold = self.store.last_training(tenant, task)
+        new_gold = self.store.gold_count(tenant, task) - gold
+        if labelled < self.settings.min_examples or (
+            labelled - examples < self.settings.retrain_every
+            and new_gold < self.settings.retrain_every_feedback
+        ):
             return
         self._training.add(key)
 
@@ -212,23 +219,50 @@ class Distill:
                 )
             vectors = np.stack([e.vector for e in examples if e.vector is not None])
             current = self.serving.get((tenant, task))
+            names = self._names(tenant, task)
             started = time.perf_counter()
             head, trained = train(
-                [e.response_id for e in examples],
-                vectors.astype(np.float32),
-                [e.label for e in examples],
+                Labelled(
+                    [e.response_id for e in examples],
+                    vectors.astype(np.float32),
+                    [e.label for e in examples],
+                    np.array([e.gold for e in examples], dtype=bool),
+                    [e.route_right for e in examples],
+                    None if names is None else names[0],
+                    [] if names is None else names[1],
+                    np.array([e.created for e in examples]),
+                ),
                 holdout_share=self.settings.holdout_share,
                 target=self.settings.target_agreement,
                 floor=self.settings.min_threshold,
                 l2=self.settings.l2,
                 current=None if current is None else current.head,
+                current_trained_at=None if current is None else current.trained_at,
+                versus_route=self.settings.versus_route,
             )
-            report.update(trained, seconds=round(time.perf_counter() - started, 3))
+            report.update(
+                trained,
+                seconds=round(time.perf_counter() - started, 3),
+                trained_through=max(e.created for e in examples),
+            )
             version = self.store.record_training(tenant, task, len(examples), report, head)
             report["version"] = version
             if report["replaced"]:
-                self.serving[(tenant, task)] = Serving(head, report["threshold"], version)
+                self.serving[(tenant, task)] = Serving(
+                    head, report["threshold"], version, report["trained_through"]
+                )
             return report
+
+    def _names(self, tenant: str, task: str) -> tuple[npt.NDArray[np.float32], list[str]] | None:
+        """The task's label names, embedded once (one example per label)."""
+        if task not in self._label_names:
+            known = self.store.task(tenant, task)
+            if known is None:
+                return None
+            labels = list(known[1].labels)
+            vectors = self.embedder.embed([label_name(label) for label in labels])
+            self._label_names[task] = (np.asarray(vectors, np.float32), labels)
+        return self._label_names[task]
 
     async def distill(self, tenant: str, route: str) -> list[dict[str, Any]]:
         """``strata distill --route NAME``: train every specialist of the route now."""
@@ -256,6 +290,7 @@ class Distill:
                     "labels": len(labels.labels),
                     "examples": self.store.labelled_count(tenant, task),
                     "trainings": self.store.trainings(tenant, task),
+                    "training": (tenant, task) in self._training,  # one is running now
                     "serving": trained is not None,
                     "version": trained.version if trained else None,
                     "accuracy_vs_big": round(trained.accuracy, 4) if trained else None,

@@ -27,6 +27,9 @@ class DistillSettings(BaseModel):
     retrain_every: int = Field(
         50, ge=1, description="Train in the background once this many new examples arrived"
     )
+    retrain_every_feedback: int = Field(
+        5, ge=1, description="Or once this many users' labels (feedback) arrived"
+    )
     min_examples: int = Field(20, ge=4, description="No specialist from fewer examples")
     holdout_share: float = Field(
         0.2, gt=0, lt=1, description="Share of examples held back to check a new specialist"
@@ -37,6 +40,13 @@ class DistillSettings(BaseModel):
         le=1,
         description="Answer only above the confidence where held-out answers agree with the"
         " big tier (or the user's correction) at least this often",
+    )
+    versus_route: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="Or answer above the confidence where it matches users' labels at least"
+        " this many times as often as the route's models did",
     )
     min_threshold: float = Field(
         0.6, ge=0, le=1, description="Never answer below this calibrated confidence"

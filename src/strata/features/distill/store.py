@@ -64,6 +64,14 @@ MIGRATIONS = [
         CREATE INDEX specialists_task ON specialists (tenant, task, id);
         """,
     ),
+    # Users' labels at each training (a retrain trigger of their own), and the whole report.
+    Migration(
+        2,
+        """
+        ALTER TABLE specialists ADD COLUMN gold INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE specialists ADD COLUMN report TEXT;
+        """,
+    ),
 ]
 
 
@@ -72,10 +80,17 @@ TRAINED = "trained"  # the notice a new active specialist sends to other replica
 
 @dataclass
 class Example:
+    """A labelled observation; ``gold`` when the label is a user's, and then
+    ``route_right`` says whether the route's models (small or big tier, whichever answered)
+    got it right (None: a specialist answered)."""
+
     response_id: str
     text: str
     label: str
     vector: npt.NDArray[np.float32] | None
+    gold: bool = False
+    route_right: bool | None = None
+    created: float = 0.0
 
 
 @dataclass
@@ -91,6 +106,7 @@ class Trained:
     holdout: int
     trained: int
     created: float
+    trained_through: float  # the newest example it saw
 
 
 class DistillStore:
@@ -176,19 +192,34 @@ class DistillStore:
 
     def examples(self, tenant: str, task: str) -> list[Example]:
         rows = self.db.query(
-            "SELECT response_id, text, label, vector FROM observations"
+            "SELECT response_id, text, label, vector, source, tier, answer, created"
+            " FROM observations"
             " WHERE tenant = ? AND task = ? AND label IS NOT NULL ORDER BY created",
             (tenant, task),
         )
-        return [
-            Example(
-                r["response_id"],
-                r["text"],
-                r["label"],
-                None if r["vector"] is None else np.frombuffer(r["vector"], dtype=np.float32),
+        out = []
+        for r in rows:
+            gold = r["source"] == "feedback"
+            out.append(
+                Example(
+                    r["response_id"],
+                    r["text"],
+                    r["label"],
+                    None if r["vector"] is None else np.frombuffer(r["vector"], dtype=np.float32),
+                    gold,
+                    r["answer"] == r["label"] if gold and r["tier"] != "specialist" else None,
+                    float(r["created"]),
+                )
             )
-            for r in rows
-        ]
+        return out
+
+    def gold_count(self, tenant: str, task: str) -> int:
+        rows = self.db.query(
+            "SELECT COUNT(*) AS n FROM observations"
+            " WHERE tenant = ? AND task = ? AND label IS NOT NULL AND source = 'feedback'",
+            (tenant, task),
+        )
+        return int(rows[0]["n"])
 
     def save_vectors(self, pairs: list[tuple[str, npt.NDArray[np.float32]]]) -> None:
         with self.db.transaction() as conn:
@@ -231,8 +262,8 @@ class DistillStore:
                 )
             row = conn.execute(
                 "INSERT INTO specialists (tenant, task, examples, trained, holdout, accuracy,"
-                " previous_accuracy, threshold, active, head, weights, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                " previous_accuracy, threshold, active, head, weights, created, gold, report)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     tenant,
                     task,
@@ -246,19 +277,22 @@ class DistillStore:
                     json.dumps(meta) if report["replaced"] else None,
                     weights.tobytes() if report["replaced"] else None,
                     time.time(),
+                    report.get("gold", 0),
+                    json.dumps(report),
                 ),
             ).fetchone()
             if report["replaced"]:
                 self.db.notify(conn, TRAINED, json.dumps([tenant, task]))
             return int(row[0])
 
-    def last_training_examples(self, tenant: str, task: str) -> int:
+    def last_training(self, tenant: str, task: str) -> tuple[int, int]:
+        """Labelled examples and users' labels when the task was last trained."""
         rows = self.db.query(
-            "SELECT examples FROM specialists WHERE tenant = ? AND task = ? ORDER BY id DESC"
-            " LIMIT 1",
+            "SELECT examples, gold FROM specialists WHERE tenant = ? AND task = ?"
+            " ORDER BY id DESC LIMIT 1",
             (tenant, task),
         )
-        return int(rows[0]["examples"]) if rows else 0
+        return (int(rows[0]["examples"]), int(rows[0]["gold"])) if rows else (0, 0)
 
     def active(self) -> list[Trained]:
         rows = self.db.query("SELECT * FROM specialists WHERE active = 1 ORDER BY id")
@@ -284,6 +318,7 @@ class DistillStore:
                     int(r["holdout"]),
                     int(r["trained"]),
                     float(r["created"]),
+                    float(json.loads(r["report"] or "{}").get("trained_through", r["created"])),
                 )
             )
         return out
