@@ -67,6 +67,14 @@ class ModelSpec(BaseModel):
         None, ge=1, description="Generations at once; default 1 for local, 64 for remote"
     )
     max_queue: int | None = Field(None, ge=0, description="Waiting requests before 429")
+    prompt_cache_mb: float = Field(
+        256.0, ge=0, description="Memory for KV states of recent prompts, reused by prefix (0: off)"
+    )
+    draft: str | None = Field(
+        None,
+        description="Bundled model name or GGUF path drafting tokens for greedy requests "
+        "(speculative decoding; same tokenizer)",
+    )
     price_input_per_mtok: float | None = Field(None, ge=0, description="USD per 1M input tokens")
     price_output_per_mtok: float | None = Field(None, ge=0, description="USD per 1M output tokens")
     load: Literal["lazy", "startup"] = "lazy"

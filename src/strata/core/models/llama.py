@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import functools
 import gc
 import json
-import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -37,7 +35,9 @@ from strata.core.models.base import (
     TopLogprob,
     Usage,
 )
+from strata.core.models.llama_prefix import PrefixCache
 from strata.core.models.llama_tools import Sampled, TextSink, ToolDecoder, request_tools, tool_plan
+from strata.core.models.llama_util import first_stop, last_logits, route_llama_logs, stop_holdback
 from strata.core.settings import ModelSpec
 from strata.core.tools.template import template_messages
 
@@ -45,17 +45,6 @@ if TYPE_CHECKING:
     import numpy as np
 
 Emit = Callable[[Chunk | BaseException | None], None]
-
-
-def _stop_holdback(text: str, stops: tuple[str, ...]) -> int:
-    """Length of the longest tail of ``text`` that could begin a stop sequence."""
-    best = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(text)), best, -1):
-            if text.endswith(stop[:k]):
-                best = k
-                break
-    return best
 
 
 class LlamaBackend(Backend):
@@ -79,6 +68,7 @@ class LlamaBackend(Backend):
         self._load_lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")
         self.model_path: Path | None = None
+        self.prefix_cache = PrefixCache(int(spec.prompt_cache_mb * 2**20))
 
     @property
     def context_window(self) -> int | None:
@@ -113,7 +103,7 @@ class LlamaBackend(Backend):
             raise ModelLoadError(
                 "local models need llama-cpp-python: pip install 'strata[local]'"
             ) from exc
-        _route_llama_logs()
+        route_llama_logs()
         kwargs: dict[str, Any] = {
             "n_ctx": self.spec.n_ctx,
             "n_threads": self.spec.n_threads or os.cpu_count() or 1,
@@ -154,6 +144,7 @@ class LlamaBackend(Backend):
         async with self._load_lock:
             if self._llm is not None:
                 llm, self._llm = self._llm, None
+                self.prefix_cache.clear()
                 await asyncio.get_running_loop().run_in_executor(self._executor, llm.close)
                 del llm
                 gc.collect()
@@ -233,6 +224,10 @@ class LlamaBackend(Backend):
             emit(exc)
         finally:
             emit(None)
+        # Still on the model's one worker, so the next generation waits for the copy, but
+        # after the stream's end so no client does.
+        if self._llm is not None:
+            self.prefix_cache.save(self._llm)
 
     def _generate_sync(
         self, request: GenerationRequest, emit: Emit, cancel: threading.Event
@@ -291,6 +286,7 @@ class LlamaBackend(Backend):
         pending_lp: list[TokenLogprob] = []
         hit: int | None = None
         stopped_on: str | None = None
+        self.prefix_cache.restore(llm, tokens)
         for token in llm.generate(
             tokens,
             temp=params.temperature,
@@ -310,18 +306,18 @@ class LlamaBackend(Backend):
                 break
             piece = llm.detokenize([token])
             if want_logprobs:
-                logits = _last_logits(llama_cpp, ctx, n_vocab)
+                logits = last_logits(llama_cpp, ctx, n_vocab)
                 pending_lp.append(self._logprob(token, piece, logits, params.top_logprobs))
             generated.append(token)
             text += decoder.decode(piece)
-            hit = _first_stop(text, stops, max(0, sent - 64))
+            hit = first_stop(text, stops, max(0, sent - 64))
             if hit is not None:
                 stopped_on = next(s for s in stops if text.startswith(s, hit))
                 if hit > sent:
                     out(text[sent:hit], pending_lp or None)
                 text, sent, finish = text[:hit], hit, "stop"
                 break
-            safe = len(text) - _stop_holdback(text, stops)
+            safe = len(text) - stop_holdback(text, stops)
             if safe > sent or pending_lp:
                 out(text[sent:safe], pending_lp or None)
                 sent = max(sent, safe)
@@ -357,41 +353,3 @@ class LlamaBackend(Backend):
     def _top(self, token: int, logprob: float) -> TopLogprob:
         piece: bytes = self._llm.detokenize([token])
         return TopLogprob(piece.decode(errors="replace"), logprob, list(piece))
-
-
-# ggml's levels: 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continuation.
-_LOG_LEVELS = {2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
-
-
-@functools.cache
-def _route_llama_logs() -> Any:
-    """Send llama.cpp's C-level log lines to the ``strata.llama`` logger (warnings and errors
-    keep their level, chatter becomes DEBUG) instead of straight to stderr, where
-    llama-cpp-python prints some of them even with ``verbose=False``. Cached: runs once, and
-    the cache keeps the ctypes callback alive for as long as llama.cpp may call it."""
-    import ctypes
-
-    import llama_cpp
-
-    logger = logging.getLogger("strata.llama")
-
-    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
-    def forward(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
-        message = text.decode("utf-8", errors="replace").rstrip()
-        if message:
-            logger.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", message)
-
-    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
-    return forward
-
-
-def _last_logits(llama_cpp: Any, ctx: Any, n_vocab: int) -> np.ndarray:
-    import numpy as np
-
-    pointer = llama_cpp.llama_get_logits_ith(ctx, -1)
-    return np.ctypeslib.as_array(pointer, shape=(n_vocab,))
-
-
-def _first_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:
-    found = [i for s in stops if (i := text.find(s, start)) >= 0]
-    return min(found) if found else None
