@@ -53,7 +53,7 @@ def test_restores_the_longest_matching_prefix() -> None:
     for tail in ([1, 2, 3], [4, 5, 6, 7, 8]):
         llm.hold(system[:50] + tail)
         assert cache.save(llm)
-    llm.hold(system + [9])
+    llm.hold([*system, 9])
     assert cache.save(llm)
     llm.hold([7, 7, 7])  # another request in between
     assert cache.restore(llm, [*system, 42]) == 100
