@@ -75,6 +75,13 @@ class ModelSpec(BaseModel):
         description="Bundled model name or GGUF path drafting tokens for greedy requests "
         "(speculative decoding; same tokenizer)",
     )
+    draft_tokens: int = Field(4, ge=1, le=16, description="Tokens the draft proposes a step")
+    batch_slots: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Requests decoded together in one llama.cpp batch (1: one at a time)",
+    )
     price_input_per_mtok: float | None = Field(None, ge=0, description="USD per 1M input tokens")
     price_output_per_mtok: float | None = Field(None, ge=0, description="USD per 1M output tokens")
     load: Literal["lazy", "startup"] = "lazy"

@@ -7,6 +7,8 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
+from strata.core.models.base import TokenLogprob, TopLogprob
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -58,3 +60,27 @@ def last_logits(llama_cpp: Any, ctx: Any, n_vocab: int) -> np.ndarray:
 def first_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:
     found = [i for s in stops if (i := text.find(s, start)) >= 0]
     return min(found) if found else None
+
+
+def token_logprob(llm: Any, token: int, piece: bytes, logits: np.ndarray, k: int) -> TokenLogprob:
+    """The sampled token's logprob and the ``k`` most likely, from one log-softmax."""
+    import numpy as np
+
+    peak = float(logits.max())
+    lse = peak + float(np.log(np.exp(logits - peak).sum()))
+    top: tuple[TopLogprob, ...] = ()
+    if k:
+        idx = np.argpartition(logits, -k)[-k:]
+        idx = idx[np.argsort(-logits[idx])]
+        top = tuple(_top(llm, int(i), float(logits[i]) - lse) for i in idx)
+    return TokenLogprob(
+        token=piece.decode(errors="replace"),
+        logprob=float(logits[token]) - lse,
+        bytes=list(piece),
+        top=top,
+    )
+
+
+def _top(llm: Any, token: int, logprob: float) -> TopLogprob:
+    piece: bytes = llm.detokenize([token])
+    return TopLogprob(piece.decode(errors="replace"), logprob, list(piece))
