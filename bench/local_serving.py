@@ -40,17 +40,20 @@ def stream_chat(url: str, body: dict[str, Any]) -> tuple[float, int, float]:
     response = conn.getresponse()
     if response.status != 200:
         raise SystemExit(f"{url} answered {response.status}: {response.read()!r}")
-    ttft, tokens = None, 0
+    ttft, tokens, pieces = None, 0, 0
     for line in response:
-        if ttft is None and b'"content":"' in line and b'"content":""' not in line:
-            ttft = time.perf_counter() - start
+        if b'"content":"' in line and b'"content":""' not in line:
+            pieces += 1
+            if ttft is None:
+                ttft = time.perf_counter() - start
         if line.startswith(b"data: {") and b'"usage":{' in line:
             usage = json.loads(line[6:])["usage"]
             if usage:
                 tokens = int(usage["completion_tokens"])
     conn.close()
     total = time.perf_counter() - start
-    return ttft or total, tokens, total
+    # llama-cpp-python's server sends no usage when streaming: one content chunk per token.
+    return ttft or total, tokens or pieces, total
 
 
 def aggregate_tps(url: str, model: str, prompts: list[str], max_tokens: int) -> float:
@@ -228,7 +231,15 @@ def print_serving_tables(results: dict[str, dict[str, Any]], out: Console) -> No
             s_tps, l_tps = row["strata_tps"], row["llama_cpp_server_tps"]
             rel = f"{s_tps / base:.2f}x" if base else "-"
             one = f"{row['strata_single_tps']:.1f}"
-            conc.add_row(name, c, f"{s_tps:.1f}", one, f"{l_tps:.1f}", f"{s_tps / l_tps:.2f}x", rel)
+            conc.add_row(
+                name,
+                c,
+                f"{s_tps:.1f}",
+                one,
+                f"{l_tps:.1f}",
+                f"{s_tps / l_tps:.2f}x" if l_tps else "-",
+                rel,
+            )
     out.print(conc)
     pc = Table(title="prompt cache: TTFT of a repeated ~1,000-token prefix (s, medians)")
     for col in ("model", "first", "second", "speedup"):

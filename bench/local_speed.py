@@ -327,10 +327,11 @@ def main() -> None:
                 results[name]["concurrent"] = concurrency(name, urls, args, progress)
                 group.processes.pop().stop()  # free its memory and cores for the next model
                 results[name]["prefix_cache"] = prefix_cache(name, url, args, progress)
+                write_json(args.json, results)  # a long run keeps what it measured so far
             if {"small", "big"} <= set(paths):
                 results["big"]["speculative"] = speculative(paths, args, progress)
-    print_tables(results)
     write_json(args.json, results)
+    print_tables(results)
 
 
 def print_tables(results: dict[str, dict[str, Any]]) -> None:
