@@ -185,7 +185,7 @@ def start_strata(group: ProcessGroup, paths: dict[str, Path], port: int, work: P
     lines = ["bundled_models = false"]
     for name, path in paths.items():
         lines += [f"[models.{name}]", f'path = "{path}"', f"n_ctx = {N_CTX}", 'load = "startup"']
-        lines += ["max_queue = 64"]
+        lines += ["max_queue = 64", "batch_slots = 4"]
         lines += [f"[models.{name}-single]", f'path = "{path}"', f"n_ctx = {N_CTX}"]
         lines += ['load = "startup"', "max_queue = 64", "batch_slots = 1"]
     config.write_text("\n".join(lines) + "\n")
