@@ -5,7 +5,13 @@ Same GGUF files, same prompts, same greedy settings, one process at a time on th
 medians over rounds. Also measures strata with ``logprobs=true, top_logprobs=5`` and, for
 reference, llama-cpp-python's own logprobs path (``logits_all=True``), which strata avoids.
 
-    python bench/local_speed.py --json OUT [--models small,big] [--rounds 3] [--max-tokens 128]
+Then, in the same run: aggregate generated tokens/s at concurrency 1, 2, 4, 8, strata vs
+``python -m llama_cpp.server`` (same GGUF, same threads); time to first token of a repeated
+~1,000-token prefix with two other requests served in between (strata's prompt cache); and
+for the big model, greedy tokens/s with and without the small model drafting (speculative
+decoding), with the draft's acceptance rate.
+
+    python bench/local_speed.py --json OUT [--models small,big] [--rounds 5] [--quick]
 """
 
 from __future__ import annotations
@@ -27,6 +33,15 @@ from rich.progress import Progress
 from rich.table import Table
 
 from _common import ProcessGroup, free_port, interrupts_end_the_run, median, wait_http, write_json
+from local_serving import (
+    SPECULATIVE_PROMPTS,
+    aggregate_tps,
+    concurrent_prompts,
+    prefix_ttft,
+    print_serving_tables,
+    speculative_direct,
+    start_llama_cpp_server,
+)
 from strata.core import catalog
 from strata.core.settings import default_home
 
@@ -170,22 +185,129 @@ def start_strata(group: ProcessGroup, paths: dict[str, Path], port: int, work: P
     lines = ["bundled_models = false"]
     for name, path in paths.items():
         lines += [f"[models.{name}]", f'path = "{path}"', f"n_ctx = {N_CTX}", 'load = "startup"']
+        lines += ["max_queue = 64", "batch_slots = 4"]
+        lines += [f"[models.{name}-single]", f'path = "{path}"', f"n_ctx = {N_CTX}"]
+        lines += ['load = "startup"', "max_queue = 64", "batch_slots = 1"]
     config.write_text("\n".join(lines) + "\n")
     argv = [sys.executable, "-m", "strata", "serve", "--config", str(config), "--port", str(port)]
     server = group.start("strata", [*argv, "--log-level", "warning"])
     wait_http(f"http://127.0.0.1:{port}/health", server, timeout_s=300)  # 503 while loading
 
 
+def single_stream(
+    name: str, path: Path, url: str, args: argparse.Namespace, progress: Progress
+) -> dict[str, float]:
+    """Generated and prompt tokens/s, strata vs direct, with and without logprobs."""
+    sides = {
+        "direct": direct_runner(path, logits_all=False),
+        "strata": strata_runner(url, name, logprobs=False),
+        "strata_logprobs": strata_runner(url, name, logprobs=True),
+    }
+    if not args.quick:
+        sides["llama_cpp_logprobs"] = direct_runner(path, logits_all=True)
+    samples: dict[str, list[Sample]] = {side: [] for side in sides}
+    task = progress.add_task(f"{name} single stream", total=args.rounds * len(sides))
+    for run in sides.values():  # warm-up: load pages, fill caches
+        run(prompt_for(-1, "warm-up"), 8)
+    for r in range(args.rounds):
+        topic = TOPICS[r % len(TOPICS)]
+        for side, run in sides.items():
+            samples[side].append(run(prompt_for(r, topic), args.max_tokens))
+            progress.advance(task)
+
+    def med(side: str, attr: str) -> float:
+        got = samples.get(side)
+        return round(median([getattr(s, attr) for s in got]), 2) if got else float("nan")
+
+    return {
+        "direct_gen_tps": med("direct", "gen_tps"),
+        "strata_gen_tps": med("strata", "gen_tps"),
+        "direct_prompt_tps": med("direct", "prompt_tps"),
+        "strata_prompt_tps": med("strata", "prompt_tps"),
+        "strata_gen_tps_logprobs": med("strata_logprobs", "gen_tps"),
+        "llama_cpp_gen_tps_logprobs": med("llama_cpp_logprobs", "gen_tps"),
+    }
+
+
+def concurrency(
+    name: str, urls: dict[str, str], args: argparse.Namespace, progress: Progress
+) -> dict[str, dict[str, float]]:
+    """Aggregate generated tokens/s with c requests at once, sides interleaved per round."""
+    levels = [int(c) for c in args.concurrency.split(",")]
+    got: dict[tuple[int, str], list[float]] = {(c, s): [] for c in levels for s in urls}
+    task = progress.add_task(f"{name} concurrent", total=args.rounds * len(got))
+    for r in range(args.rounds):
+        for c in levels:
+            for side, url in urls.items():
+                model = f"{name}-single" if side == "strata_single" else name
+                tps = aggregate_tps(url, model, concurrent_prompts(r, c), args.conc_tokens)
+                got[(c, side)].append(tps)
+                progress.advance(task)
+    return {
+        str(c): {f"{side}_tps": round(median(got[(c, side)]), 2) for side in urls} for c in levels
+    }
+
+
+def prefix_cache(
+    name: str, url: str, args: argparse.Namespace, progress: Progress
+) -> dict[str, float]:
+    task = progress.add_task(f"{name} prefix cache", total=args.rounds)
+    firsts, seconds = [], []
+    for r in range(args.rounds):
+        first, second = prefix_ttft(url, name, r)
+        firsts.append(first)
+        seconds.append(second)
+        progress.advance(task)
+    f, s = median(firsts), median(seconds)
+    return {"first_ttft_s": round(f, 3), "second_ttft_s": round(s, 3), "speedup": round(f / s, 2)}
+
+
+def speculative(
+    paths: dict[str, Path], args: argparse.Namespace, progress: Progress
+) -> dict[str, dict[str, float]]:
+    plain, drafted = speculative_direct(
+        paths["big"], paths["small"], N_CTX, os.cpu_count() or 1, args.draft_tokens
+    )
+    kinds = list(SPECULATIVE_PROMPTS)
+    got: dict[str, dict[str, list[float]]] = {
+        k: {"plain_tps": [], "draft_tps": [], "acceptance": []} for k in kinds
+    }
+    task = progress.add_task("big speculative", total=args.rounds * len(kinds))
+    for _ in range(args.rounds):
+        for kind in kinds:
+            messages = SPECULATIVE_PROMPTS[kind]
+            got[kind]["plain_tps"].append(plain(messages, args.max_tokens, kind))
+            tps, acceptance = drafted(messages, args.max_tokens, kind)
+            got[kind]["draft_tps"].append(tps)
+            got[kind]["acceptance"].append(acceptance)
+            progress.advance(task)
+    out = {k: {m: round(median(v), 3) for m, v in got[k].items()} for k in kinds}
+    for row in out.values():
+        row["speedup"] = round(row["draft_tps"] / row["plain_tps"], 3)
+    return out
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--json", type=Path, required=True, help="write results here")
     parser.add_argument("--models", default="small,big")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--concurrency", default="1,2,4,8")
+    parser.add_argument("--conc-tokens", type=int, default=64, help="max_tokens per request")
+    parser.add_argument("--draft-tokens", type=int, default=4)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 rounds, 32 tokens, concurrency 1,2,4, no llama-cpp logprobs reference",
+    )
     parser.add_argument(
         "--home", type=Path, default=Path(os.environ.get("STRATA_HOME") or default_home())
     )
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.max_tokens, args.conc_tokens = 3, 32, 24
+        args.concurrency = "1,2,4"
 
     paths = {}
     for name in args.models.split(","):
@@ -193,40 +315,26 @@ def main() -> None:
         paths[name] = catalog.assemble(model, args.home)
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Any]] = {}
+    threads = os.cpu_count() or 1
     with interrupts_end_the_run(), ProcessGroup(Path(tempfile.mkdtemp())) as group:
         start_strata(group, paths, port, group.log_dir)
         with Progress(console=console) as progress:
             for name, path in paths.items():
-                sides = {
-                    "direct": direct_runner(path, logits_all=False),
-                    "strata": strata_runner(url, name, logprobs=False),
-                    "strata_logprobs": strata_runner(url, name, logprobs=True),
-                    "llama_cpp_logprobs": direct_runner(path, logits_all=True),
-                }
-                samples: dict[str, list[Sample]] = {side: [] for side in sides}
-                task = progress.add_task(f"{name}", total=args.rounds * len(sides))
-                for run in sides.values():  # warm-up: load pages, fill caches
-                    run(prompt_for(-1, "warm-up"), 8)
-                for r in range(args.rounds):
-                    topic = TOPICS[r % len(TOPICS)]
-                    for side, run in sides.items():
-                        samples[side].append(run(prompt_for(r, topic), args.max_tokens))
-                        progress.advance(task)
+                results[name] = single_stream(name, path, url, args, progress)
+                other = start_llama_cpp_server(group, name, path, free_port(), N_CTX, threads)
+                urls = {"strata": url, "strata_single": url, "llama_cpp_server": other}
+                results[name]["concurrent"] = concurrency(name, urls, args, progress)
+                group.processes.pop().stop()  # free its memory and cores for the next model
+                results[name]["prefix_cache"] = prefix_cache(name, url, args, progress)
+                write_json(args.json, results)  # a long run keeps what it measured so far
+            if {"small", "big"} <= set(paths):
+                results["big"]["speculative"] = speculative(paths, args, progress)
+    write_json(args.json, results)
+    print_tables(results)
 
-                def med(side: str, attr: str, got: dict[str, list[Sample]] = samples) -> float:
-                    return round(median([getattr(s, attr) for s in got[side]]), 2)
 
-                results[name] = {
-                    "direct_gen_tps": med("direct", "gen_tps"),
-                    "strata_gen_tps": med("strata", "gen_tps"),
-                    "direct_prompt_tps": med("direct", "prompt_tps"),
-                    "strata_prompt_tps": med("strata", "prompt_tps"),
-                    "strata_gen_tps_logprobs": med("strata_logprobs", "gen_tps"),
-                    "llama_cpp_gen_tps_logprobs": med("llama_cpp_logprobs", "gen_tps"),
-                }
-                del sides
-
+def print_tables(results: dict[str, dict[str, Any]]) -> None:
     table = Table(title="local speed (tokens/s, medians)")
     for col in (
         "model",
@@ -254,8 +362,9 @@ def main() -> None:
             f"{r['strata_gen_tps_logprobs'] / r['strata_gen_tps']:.1%}",
             f"{r['llama_cpp_gen_tps_logprobs']:.1f}",
         )
-    Console(width=160).print(table)
-    write_json(args.json, results)
+    out = Console(width=160)
+    out.print(table)
+    print_serving_tables(results, out)
 
 
 if __name__ == "__main__":

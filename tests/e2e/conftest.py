@@ -40,6 +40,7 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         "small": ModelSpec(
             path=bundled_path("qwen2.5-coder-0.5b-instruct"),
             n_ctx=2048,
+            max_concurrency=1,  # one runs, the rest queue: the queue tests count on it
             max_queue=2,
             load="startup",
         ),

@@ -86,7 +86,7 @@ class Engine:
         self.models: dict[str, ModelHandle] = {}
         for name, backend in backends.items():
             spec = backend.spec
-            concurrency = spec.max_concurrency or backend.default_concurrency
+            concurrency = spec.max_concurrency or backend.concurrency
             queue = spec.max_queue if spec.max_queue is not None else settings.max_queue
             self.models[name] = ModelHandle(backend, FairScheduler(concurrency, queue))
         self.observers: list[Observer] = []

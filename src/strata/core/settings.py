@@ -67,6 +67,21 @@ class ModelSpec(BaseModel):
         None, ge=1, description="Generations at once; default 1 for local, 64 for remote"
     )
     max_queue: int | None = Field(None, ge=0, description="Waiting requests before 429")
+    prompt_cache_mb: float = Field(
+        256.0, ge=0, description="Memory for KV states of recent prompts, reused by prefix (0: off)"
+    )
+    draft: str | None = Field(
+        None,
+        description="Bundled model name or GGUF path drafting tokens for greedy requests "
+        "(speculative decoding; same tokenizer)",
+    )
+    draft_tokens: int = Field(4, ge=1, le=16, description="Tokens the draft proposes a step")
+    batch_slots: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Requests decoded together in one llama.cpp batch (1: one at a time)",
+    )
     price_input_per_mtok: float | None = Field(None, ge=0, description="USD per 1M input tokens")
     price_output_per_mtok: float | None = Field(None, ge=0, description="USD per 1M output tokens")
     load: Literal["lazy", "startup"] = "lazy"

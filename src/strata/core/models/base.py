@@ -149,6 +149,12 @@ class Backend(ABC):
         # Per instance: configuration (or the loaded weights) may narrow the class's set.
         self.capabilities = offered
 
+    @property
+    def concurrency(self) -> int:
+        """Generations admitted at once when the model's spec does not say: the class's
+        default, or what a backend configured to batch requests can run together."""
+        return self.default_concurrency
+
     @abstractmethod
     def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         """Stream the answer to ``request`` (see the module docstring for the rules)."""

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import functools
 import gc
 import json
-import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from strata.core.errors import CatalogError, ContextWindowExceeded, InvalidRequest, ModelLoadError
 from strata.core.models.base import (
@@ -34,28 +32,23 @@ from strata.core.models.base import (
     GenerationRequest,
     SamplingParams,
     TokenLogprob,
-    TopLogprob,
     Usage,
 )
+from strata.core.models.llama_batch import BatchDecoder
+from strata.core.models.llama_draft import Speculator, load_draft, plain_greedy
+from strata.core.models.llama_prefix import PrefixCache
 from strata.core.models.llama_tools import Sampled, TextSink, ToolDecoder, request_tools, tool_plan
+from strata.core.models.llama_util import (
+    first_stop,
+    last_logits,
+    route_llama_logs,
+    stop_holdback,
+    token_logprob,
+)
 from strata.core.settings import ModelSpec
 from strata.core.tools.template import template_messages
 
-if TYPE_CHECKING:
-    import numpy as np
-
 Emit = Callable[[Chunk | BaseException | None], None]
-
-
-def _stop_holdback(text: str, stops: tuple[str, ...]) -> int:
-    """Length of the longest tail of ``text`` that could begin a stop sequence."""
-    best = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(text)), best, -1):
-            if text.endswith(stop[:k]):
-                best = k
-                break
-    return best
 
 
 class LlamaBackend(Backend):
@@ -79,10 +72,20 @@ class LlamaBackend(Backend):
         self._load_lock = asyncio.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")
         self.model_path: Path | None = None
+        self.prefix_cache = PrefixCache(int(spec.prompt_cache_mb * 2**20))
+        self.speculator: Speculator | None = None
+        self.batcher: BatchDecoder | None = None
+        self._batch_executor = ThreadPoolExecutor(
+            max_workers=spec.batch_slots, thread_name_prefix=f"llama-{name}-batch"
+        )
 
     @property
     def context_window(self) -> int | None:
         return self.spec.n_ctx
+
+    @property
+    def concurrency(self) -> int:
+        return self.spec.batch_slots
 
     @property
     def loaded(self) -> bool:
@@ -113,7 +116,7 @@ class LlamaBackend(Backend):
             raise ModelLoadError(
                 "local models need llama-cpp-python: pip install 'strata[local]'"
             ) from exc
-        _route_llama_logs()
+        route_llama_logs()
         kwargs: dict[str, Any] = {
             "n_ctx": self.spec.n_ctx,
             "n_threads": self.spec.n_threads or os.cpu_count() or 1,
@@ -141,6 +144,11 @@ class LlamaBackend(Backend):
                 self.capabilities = self.capabilities - {Capability.TOOLS}
         else:
             self.capabilities = self.capabilities - {Capability.CHAT, Capability.TOOLS}
+        if self.spec.batch_slots > 1:
+            self.batcher = BatchDecoder(llm, self.spec.batch_slots, self.spec.n_ctx)
+        if self.spec.draft:
+            draft = load_draft(self.name, self.spec, self.home, kwargs)
+            self.speculator = Speculator(draft, self.spec.draft_tokens)
         self.model_path = path
         self._llm = llm
 
@@ -154,6 +162,13 @@ class LlamaBackend(Backend):
         async with self._load_lock:
             if self._llm is not None:
                 llm, self._llm = self._llm, None
+                self.prefix_cache.clear()
+                if self.batcher is not None:
+                    batcher, self.batcher = self.batcher, None
+                    await asyncio.get_running_loop().run_in_executor(None, batcher.close)
+                if self.speculator is not None:
+                    draft, self.speculator = self.speculator.draft, None
+                    await asyncio.get_running_loop().run_in_executor(self._executor, draft.close)
                 await asyncio.get_running_loop().run_in_executor(self._executor, llm.close)
                 del llm
                 gc.collect()
@@ -173,7 +188,9 @@ class LlamaBackend(Backend):
         def emit(item: Chunk | BaseException | None) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        worker = loop.run_in_executor(self._executor, self._run, request, emit, cancel)
+        batched = self._batchable(request)
+        executor = self._batch_executor if batched else self._executor
+        worker = loop.run_in_executor(executor, self._run, request, emit, cancel, batched)
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
@@ -226,16 +243,36 @@ class LlamaBackend(Backend):
                 f"response_format schema is not supported: {exc}", param="response_format"
             ) from exc
 
-    def _run(self, request: GenerationRequest, emit: Emit, cancel: threading.Event) -> None:
+    def _batchable(self, request: GenerationRequest) -> bool:
+        """Requests the batch decoder serves: sampling it does per sequence (temperature,
+        top_p, seed), no grammar, tools, logprobs or penalties; the rest run one at a time
+        on the model's own context."""
+        params = request.params
+        return (
+            self.batcher is not None
+            and not request.passthrough.get("tools")
+            and params.response_format.type == "text"
+            and not params.logprobs
+            and not params.presence_penalty
+            and not params.frequency_penalty
+        )
+
+    def _run(
+        self, request: GenerationRequest, emit: Emit, cancel: threading.Event, batched: bool
+    ) -> None:
         try:
-            self._generate_sync(request, emit, cancel)
+            self._generate_sync(request, emit, cancel, batched)
         except BaseException as exc:  # every failure crosses back to the event loop
             emit(exc)
         finally:
             emit(None)
+        # Still on the model's one worker, so the next generation waits for the copy, but
+        # after the stream's end so no client does.
+        if self._llm is not None and not batched:
+            self.prefix_cache.save(self._llm)
 
     def _generate_sync(
-        self, request: GenerationRequest, emit: Emit, cancel: threading.Event
+        self, request: GenerationRequest, emit: Emit, cancel: threading.Event, batched: bool
     ) -> None:
         params = request.params
         tokens, template_stops = self._prompt_tokens(request)
@@ -264,6 +301,7 @@ class LlamaBackend(Backend):
             budget,
             cancel,
             lambda text, lps: emit(Chunk(text=text, logprobs=lps)),
+            batched=batched,
         )
         emit(Chunk(finish_reason=sampled.finish, usage=Usage(len(tokens), len(sampled.tokens))))
 
@@ -276,6 +314,8 @@ class LlamaBackend(Backend):
         budget: int,
         cancel: threading.Event,
         out: TextSink,
+        *,
+        batched: bool = False,
     ) -> Sampled:
         """Sample after ``tokens`` until end of turn, a stop sequence, ``budget`` tokens or
         ``cancel``; text goes to ``out`` as soon as it cannot be the start of a stop."""
@@ -291,17 +331,26 @@ class LlamaBackend(Backend):
         pending_lp: list[TokenLogprob] = []
         hit: int | None = None
         stopped_on: str | None = None
-        for token in llm.generate(
-            tokens,
-            temp=params.temperature,
-            top_p=params.top_p,
-            top_k=0 if params.temperature > 0 else 40,
-            min_p=0.0,
-            repeat_penalty=1.0,
-            presence_penalty=params.presence_penalty,
-            frequency_penalty=params.frequency_penalty,
-            grammar=grammar,
-        ):
+        if batched:
+            assert self.batcher is not None
+            stream: Iterator[int] = self.batcher.generate(tokens, params, budget)
+        elif self.speculator is not None and plain_greedy(params, grammar):
+            self.prefix_cache.restore(llm, tokens)
+            stream = self.speculator.generate(llm, tokens)
+        else:
+            self.prefix_cache.restore(llm, tokens)
+            stream = llm.generate(
+                tokens,
+                temp=params.temperature,
+                top_p=params.top_p,
+                top_k=0 if params.temperature > 0 else 40,
+                min_p=0.0,
+                repeat_penalty=1.0,
+                presence_penalty=params.presence_penalty,
+                frequency_penalty=params.frequency_penalty,
+                grammar=grammar,
+            )
+        for token in stream:
             if cancel.is_set():
                 finish = "cancelled"
                 break
@@ -310,18 +359,18 @@ class LlamaBackend(Backend):
                 break
             piece = llm.detokenize([token])
             if want_logprobs:
-                logits = _last_logits(llama_cpp, ctx, n_vocab)
-                pending_lp.append(self._logprob(token, piece, logits, params.top_logprobs))
+                logits = last_logits(llama_cpp, ctx, n_vocab)
+                pending_lp.append(token_logprob(llm, token, piece, logits, params.top_logprobs))
             generated.append(token)
             text += decoder.decode(piece)
-            hit = _first_stop(text, stops, max(0, sent - 64))
+            hit = first_stop(text, stops, max(0, sent - 64))
             if hit is not None:
                 stopped_on = next(s for s in stops if text.startswith(s, hit))
                 if hit > sent:
                     out(text[sent:hit], pending_lp or None)
                 text, sent, finish = text[:hit], hit, "stop"
                 break
-            safe = len(text) - _stop_holdback(text, stops)
+            safe = len(text) - stop_holdback(text, stops)
             if safe > sent or pending_lp:
                 out(text[sent:safe], pending_lp or None)
                 sent = max(sent, safe)
@@ -336,62 +385,3 @@ class LlamaBackend(Backend):
             if len(text) > sent:
                 out(text[sent:], None)
         return Sampled(generated, text, finish, stopped_on)
-
-    def _logprob(self, token: int, piece: bytes, logits: np.ndarray, k: int) -> TokenLogprob:
-        import numpy as np
-
-        peak = float(logits.max())
-        lse = peak + float(np.log(np.exp(logits - peak).sum()))
-        top: tuple[TopLogprob, ...] = ()
-        if k:
-            idx = np.argpartition(logits, -k)[-k:]
-            idx = idx[np.argsort(-logits[idx])]
-            top = tuple(self._top(int(i), float(logits[i]) - lse) for i in idx)
-        return TokenLogprob(
-            token=piece.decode(errors="replace"),
-            logprob=float(logits[token]) - lse,
-            bytes=list(piece),
-            top=top,
-        )
-
-    def _top(self, token: int, logprob: float) -> TopLogprob:
-        piece: bytes = self._llm.detokenize([token])
-        return TopLogprob(piece.decode(errors="replace"), logprob, list(piece))
-
-
-# ggml's levels: 0 none, 1 debug, 2 info, 3 warn, 4 error, 5 continuation.
-_LOG_LEVELS = {2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
-
-
-@functools.cache
-def _route_llama_logs() -> Any:
-    """Send llama.cpp's C-level log lines to the ``strata.llama`` logger (warnings and errors
-    keep their level, chatter becomes DEBUG) instead of straight to stderr, where
-    llama-cpp-python prints some of them even with ``verbose=False``. Cached: runs once, and
-    the cache keeps the ctypes callback alive for as long as llama.cpp may call it."""
-    import ctypes
-
-    import llama_cpp
-
-    logger = logging.getLogger("strata.llama")
-
-    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
-    def forward(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
-        message = text.decode("utf-8", errors="replace").rstrip()
-        if message:
-            logger.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", message)
-
-    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
-    return forward
-
-
-def _last_logits(llama_cpp: Any, ctx: Any, n_vocab: int) -> np.ndarray:
-    import numpy as np
-
-    pointer = llama_cpp.llama_get_logits_ith(ctx, -1)
-    return np.ctypeslib.as_array(pointer, shape=(n_vocab,))
-
-
-def _first_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:
-    found = [i for s in stops if (i := text.find(s, start)) >= 0]
-    return min(found) if found else None
