@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from strata.core.deployment import GATEWAY_ONGOING
-from strata.core.models.registry import backend_class
+from strata.core.models.registry import backend_class, create_backend
 from strata.core.settings import CoreSettings, ModelSpec, load_settings
 
 
@@ -43,10 +43,9 @@ def build_app(settings: CoreSettings) -> Any:
 
     handles: dict[str, Any] = {}
     for name, spec in local_models(settings).items():
-        cls = backend_class(spec.backend)
-        options = settings.ray.for_model(name).ray_options(
-            spec.max_concurrency or cls.default_concurrency
-        )
+        # an instance, not the class: a llama model's concurrency is its batch_slots
+        concurrency = create_backend(name, spec, settings.home).concurrency
+        options = settings.ray.for_model(name).ray_options(spec.max_concurrency or concurrency)
         model: Any = serve.deployment(ModelServer)  # Ray's stubs type a class as a function
         deployment = model.options(name=f"model-{name}", **options)
         handles[name] = deployment.bind(name, spec.model_dump(mode="json"), str(settings.home))

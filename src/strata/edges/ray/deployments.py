@@ -74,7 +74,7 @@ def gateway_backends(settings: CoreSettings, handles: dict[str, Any]) -> dict[st
         if handle is None:  # a remote model stays remote: called from the gateway directly
             backends[name] = inner
             continue
-        share = settings.ray.gateway_share(name, spec.max_concurrency or inner.default_concurrency)
+        share = settings.ray.gateway_share(name, spec.max_concurrency or inner.concurrency)
         backends[name] = RayBackend(
             name,
             spec.model_copy(update={"max_concurrency": share}),
