@@ -8,6 +8,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from strata.core.settings import MINILM_REPO
 
+# Fitted by bench/retrieval.py (see README, Benchmarks): SciFact train questions, each once
+# with its relevant abstracts and once without them.
+EVIDENCE_WEIGHTS = {
+    "cosine": 1.0238,
+    "cosine_lead": 2.2452,
+    "keyword_coverage": 3.6674,
+    "keyword_lead": 2.89,
+    "agree": 0.5409,
+}
+EVIDENCE_BIAS = -3.4346
+
 
 class KnowledgeSettings(BaseModel):
     """The knowledge base (``strata.features.knowledge``): chunking, embedding, search and
@@ -47,8 +58,16 @@ class KnowledgeSettings(BaseModel):
     )
     top_k: int = Field(4, ge=1, le=50, description="Passages put in a grounded prompt")
     min_evidence: float = Field(
-        0.61,
-        description="Best passage cosine below which a grounded answer abstains (calibrated on"
-        " SciFact by bench/retrieval.py: the cut with the best balanced accuracy)",
+        0.444,
+        ge=0,
+        le=1,
+        description="Evidence (the calibrated probability that the collection answers the"
+        " question, see evidence_weights) below which a grounded answer abstains",
     )
+    evidence_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(EVIDENCE_WEIGHTS),
+        description="Logistic weights of the evidence signals (knowledge/evidence.py), fitted"
+        " on SciFact questions with and without their documents by bench/retrieval.py",
+    )
+    evidence_bias: float = Field(EVIDENCE_BIAS, description="Intercept of the evidence model")
     ingest_batch: int = Field(32, ge=1, description="Documents per acknowledged ingest commit")
