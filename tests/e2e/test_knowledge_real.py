@@ -42,6 +42,10 @@ def test_minilm_counts_tokens_and_embeds_meaning() -> None:
     assert vectors.dtype == np.float32 and vectors.shape == (3, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+    # The length-sorted batches give sentence-transformers' own vectors, window included.
+    texts = ["short one", "a longer text " * 100, "A cat sleeps on the mat.", "x"]
+    assert embedder.window == 254
+    assert np.allclose(embedder.embed(texts), embedder.model.encode(texts), atol=1e-5)
     short = MiniLMEmbedder(max_tokens=4)
     assert short.name.endswith("@4")
     assert np.allclose(

@@ -83,15 +83,15 @@ def fts_ranking(kb: KnowledgeBase, query: str, depth: int = 50) -> list[tuple[in
     words = fusion.query_terms(query)
     if not words:
         return []
-    with kb.lock.read(), kb._reading() as conn:
+    with kb._reading() as conn:
         return kb._keyword_fts(conn, coll, words, depth, None)
 
 
 def memory_ranking(kb: KnowledgeBase, query: str, depth: int = 50) -> list[tuple[int, float]]:
     coll = kb.collection(T, "c")
-    with kb.lock.read(), kb._reading() as conn:
-        kb._index(coll)
-        return kb._keyword(conn, coll, query, depth, None, None)
+    keywords = kb._snapshot(coll).keywords
+    with kb._reading() as conn:
+        return kb._keyword(conn, coll, keywords, query, depth, None, None)
 
 
 def assert_same(kb: KnowledgeBase) -> None:

@@ -280,6 +280,8 @@ def test_keyword_prune_drops_common_words_and_stays_exact(tmp_path: Path) -> Non
     assert len(terms) == 6 and terms.word_df("shared") == 6
     kb.upsert(T, "c", [DocumentInput("d3", "replaced text")])
     kb.delete_document(T, "c", "d4")
+    assert len(terms) == 6  # a search that started before the writes still reads this one
+    terms = kb._keywords[coll.id]
     assert len(terms) == 5 and terms.word_df("shared") == 4 and terms.word_df("special3") == 0
     kb.close()
     fresh = make_kb(tmp_path, keyword_max_df=0.5)

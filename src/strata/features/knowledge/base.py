@@ -3,17 +3,18 @@
 A write goes: chunk → look up the embedding cache → embed what is missing (batched, outside
 any lock) → ONE SQLite transaction (delete the document's old chunks from the table and the
 FTS index, insert the new ones, record the content hash) → commit (WAL, synchronous=FULL:
-on disk) → swap the rows in the in-memory vector matrix → return (the acknowledgement).
-Searches hold the same lock as the commit-and-swap step, so a reader sees a document either
-entirely old or entirely new, in both indexes, and a write that returned is found by the
-very next query (read-after-write). A crash before the commit loses only unacknowledged
-work; the matrix is rebuilt from the stored vectors on start.
+on disk) → build the next in-memory vector and keyword indexes (copy-on-write) → publish
+both with ONE reference assignment → return (the acknowledgement).
+
+Searches take no lock: each reads the collection's published ``Snapshot`` (both indexes),
+so it sees a document entirely old or entirely new, a write that returned is found by the
+next query, and commits (serialised by one mutex) and searches never wait for each other.
+A crash before the commit loses only unacknowledged work; the indexes are rebuilt on start.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import re
 import sqlite3
@@ -30,13 +31,12 @@ from strata.core.errors import InvalidRequest, NotFound
 from strata.core.storage import Database, open_repository
 from strata.features.knowledge import store as sql
 from strata.features.knowledge.bm25 import KeywordIndex
-from strata.features.knowledge.chunking import chunk_blocks
 from strata.features.knowledge.documents import DocumentInput, Hit, Prepared, WriteResult
-from strata.features.knowledge.locks import RWLock
+from strata.features.knowledge.preparing import PrepareMixin
 from strata.features.knowledge.replicas import CHANNEL, ReplicaMixin
-from strata.features.knowledge.search import MODES, SearchMixin
+from strata.features.knowledge.search import MODES, SearchMixin, Snapshot
 from strata.features.knowledge.settings import KnowledgeSettings
-from strata.features.knowledge.store import Collection, NewChunk
+from strata.features.knowledge.store import Collection
 from strata.features.knowledge.vectors import VectorIndex
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ Mode = Literal["hybrid", "bm25", "vector"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class KnowledgeBase(SearchMixin, ReplicaMixin):
+class KnowledgeBase(PrepareMixin, SearchMixin, ReplicaMixin):
     def __init__(
         self,
         home: Path,
@@ -62,10 +62,11 @@ class KnowledgeBase(SearchMixin, ReplicaMixin):
         self.settings = settings
         self.embedder = embedder if embedder is not None else create_embedder(settings)
         self.db = open_repository(database or home / "knowledge.db", "knowledge", sql.MIGRATIONS)
-        self.lock = RWLock()
+        self.lock = threading.RLock()  # writers only: searches read published snapshots
         self._load_lock = threading.Lock()
-        self._indexes: dict[int, VectorIndex] = {}
-        self._keywords: dict[int, KeywordIndex] = {}
+        self._indexes: dict[int, VectorIndex] = {}  # the writer's side of each vector index
+        self._keywords: dict[int, KeywordIndex] = {}  # the latest published keyword index
+        self._snapshots: dict[int, Snapshot] = {}
         # Recent query texts → their vectors: a repeated question (a retry, a follow-up that
         # searches the same words, the chat layer and the API asking alike) skips the model.
         self._query_vectors: OrderedDict[str, Any] = OrderedDict()
@@ -82,9 +83,9 @@ class KnowledgeBase(SearchMixin, ReplicaMixin):
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Any]:
-        """A connection for one search: on SQLite this thread's read-only one (WAL readers run
-        in parallel; the write lock keeps them off a half-applied commit), on PostgreSQL one
-        from the pool, in one transaction (one snapshot for the search's queries)."""
+        """A connection for one search, in one read transaction (one snapshot of the tables
+        for the search's queries): on SQLite this thread's read-only one (WAL readers never
+        block, nor block a commit), on PostgreSQL one from the pool."""
         if not isinstance(self.db, Database):
             with self.db.transaction() as shared:
                 yield shared
@@ -95,7 +96,11 @@ class KnowledgeBase(SearchMixin, ReplicaMixin):
             conn.execute("PRAGMA query_only = ON")
             self._local.conn = conn
             self._readers.append(conn)
-        yield conn
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")  # read only: nothing to keep or undo
 
     # collections -------------------------------------------------------------------------
 
@@ -107,7 +112,7 @@ class KnowledgeBase(SearchMixin, ReplicaMixin):
                 " letter or digit",
                 param="name",
             )
-        with self.lock.write(), self.db.transaction() as conn:
+        with self.lock, self.db.transaction() as conn:
             cursor = conn.execute(
                 "INSERT INTO collections (tenant, name, created) VALUES (?, ?, ?)"
                 " ON CONFLICT DO NOTHING",
@@ -137,7 +142,7 @@ class KnowledgeBase(SearchMixin, ReplicaMixin):
 
     def delete_collection(self, tenant: str, name: str) -> None:
         coll = self.collection(tenant, name)
-        with self.lock.write():
+        with self.lock:
             with self.db.transaction() as conn:
                 self._write_lock(conn, coll)
                 conn.execute(
@@ -149,6 +154,7 @@ class KnowledgeBase(SearchMixin, ReplicaMixin):
                 conn.execute("DELETE FROM documents WHERE collection_id = ?", (coll.id,))
                 conn.execute("DELETE FROM collections WHERE id = ?", (coll.id,))
                 self._tell(conn, coll, None, None)
+            self._snapshots.pop(coll.id, None)
             self._indexes.pop(coll.id, None)
             self._keywords.pop(coll.id, None)
 
@@ -158,34 +164,44 @@ class KnowledgeBase(SearchMixin, ReplicaMixin):
             "SELECT COUNT(*), COALESCE(SUM(chunks), 0) FROM documents WHERE collection_id = ?",
             (coll.id,),
         )[0]
-        with self.lock.read():
-            index = self._index(coll)
-            rows, nbytes = len(index), index.nbytes
+        view = self._snapshot(coll).vectors
+        rows = view.n - view.dead
         return {
             "name": name,
             "documents": docs,
             "chunks": chunks,
             "vectors": rows,
-            "vector_bytes": nbytes,
+            "vector_bytes": rows * view.matrix.shape[1] * 4,
             "embedder": self.embedder.name,
-            "dimensions": index.dim,
+            "dimensions": int(view.matrix.shape[1]),
         }
 
     # the vector matrix ---------------------------------------------------------------------
 
     def _index(self, coll: Collection) -> VectorIndex:
-        """The collection's matrix, loaded from the stored vectors on first use (a lock held)."""
+        """The writer's side of the collection's vector index (loading it on first use)."""
+        self._snapshot(coll)
+        return self._indexes[coll.id]
 
-        index = self._indexes.get(coll.id)
-        if index is not None:
-            return index
+    def _snapshot(self, coll: Collection) -> Snapshot:
+        """What searches read: loaded from the stored rows on first use."""
+        snapshot = self._snapshots.get(coll.id)
+        if snapshot is not None:
+            return snapshot
         with self._load_lock:
-            index = self._indexes.get(coll.id)
-            if index is None:
+            snapshot = self._snapshots.get(coll.id)
+            if snapshot is None:
                 index, keywords = self._load(coll)
-                self._keywords[coll.id] = keywords
                 self._indexes[coll.id] = index
-        return index
+                snapshot = self._publish(coll.id, index, keywords)
+        return snapshot
+
+    def _publish(self, coll_id: int, index: VectorIndex, keywords: KeywordIndex) -> Snapshot:
+        """One assignment makes a write visible to searches in both indexes at once."""
+        snapshot = Snapshot(index.view, keywords)
+        self._keywords[coll_id] = keywords
+        self._snapshots[coll_id] = snapshot
+        return snapshot
 
     def _load(self, coll: Collection) -> tuple[VectorIndex, KeywordIndex]:
         import numpy as np
@@ -213,91 +229,12 @@ class KnowledgeBase(SearchMixin, ReplicaMixin):
         coll = self.collection(tenant, name)
         return self.commit(coll, self.prepare(coll, docs))
 
-    def _vector_key(self, text: str) -> str:
-        return hashlib.sha256(f"{self.embedder.name}\0{text}".encode()).hexdigest()[:32]
-
-    def prepare(self, coll: Collection, docs: Sequence[DocumentInput]) -> list[Prepared]:
-        """Chunk and embed (the slow part) without holding any lock."""
-        import numpy as np
-
-        seen: set[str] = set()
-        for doc in docs:
-            if not doc.id or len(doc.id) > 512:
-                raise InvalidRequest("every document needs an id of 1-512 characters", param="id")
-            if doc.id in seen:
-                raise InvalidRequest(f"document id '{doc.id}' appears twice", param="id")
-            seen.add(doc.id)
-        stored = self._hashes(coll, [d.id for d in docs])
-        out: list[Prepared] = []
-        wanted: dict[str, str] = {}
-        for doc in docs:
-            digest = doc.content_hash()
-            prepared = Prepared(doc, digest, stored.get(doc.id) == digest)
-            out.append(prepared)
-            if prepared.unchanged:
-                continue
-            pieces = chunk_blocks(
-                doc.structure(),
-                self.embedder.count_tokens,
-                self.settings.chunk_tokens,
-                self.settings.chunk_overlap,
-            )
-            if not pieces:
-                raise InvalidRequest(f"document '{doc.id}' has no text", param="text")
-            for piece in pieces:
-                embed_text = "\n".join(x for x in (doc.title, piece.heading, piece.text) if x)
-                key = self._vector_key(embed_text)
-                wanted[key] = embed_text
-                prepared.chunks.append(NewChunk(piece.position, piece.heading, piece.text, key))
-        cached = self._cached_vectors(list(wanted))
-        missing = [k for k in wanted if k not in cached]
-        fresh: dict[str, bytes] = {}
-        if missing:
-            matrix = self.embedder.embed([wanted[k] for k in missing])
-            for key, row in zip(missing, matrix, strict=True):
-                fresh[key] = np.asarray(row, dtype=np.float32).tobytes()
-        for prepared in out:
-            if prepared.unchanged:
-                continue
-            blobs = [cached.get(c.vector_key) or fresh[c.vector_key] for c in prepared.chunks]
-            prepared.vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(
-                len(blobs), -1
-            )
-            prepared.fresh = [
-                (c.vector_key, fresh[c.vector_key])
-                for c in prepared.chunks
-                if c.vector_key in fresh
-            ]
-        return out
-
-    def _hashes(self, coll: Collection, ids: list[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for start in range(0, len(ids), 500):
-            part = ids[start : start + 500]
-            marks = ", ".join("?" for _ in part)
-            rows = self.db.query(
-                f"SELECT doc_id, content_hash FROM documents WHERE collection_id = ?"
-                f" AND doc_id IN ({marks})",
-                [coll.id, *part],
-            )
-            out.update({r[0]: r[1] for r in rows})
-        return out
-
-    def _cached_vectors(self, keys: list[str]) -> dict[str, bytes]:
-        out: dict[str, bytes] = {}
-        for start in range(0, len(keys), 500):
-            part = keys[start : start + 500]
-            marks = ", ".join("?" for _ in part)
-            rows = self.db.query(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", part)
-            out.update({r[0]: bytes(r[1]) for r in rows})
-        return out
-
     def commit(self, coll: Collection, prepared: Sequence[Prepared]) -> list[WriteResult]:
-        """One transaction for the whole batch, then the matrix swap, under the search lock."""
+        """One transaction for the whole batch, then the indexes' new snapshot is published."""
         results: list[WriteResult] = []
         swaps: list[tuple[list[int], list[int], npt.NDArray[np.float32], Prepared]] = []
         now = time.time()
-        with self.lock.write():
+        with self.lock:
             index = self._index(coll)
             with self.db.transaction() as conn:
                 self._write_lock(conn, coll)
@@ -341,7 +278,9 @@ class KnowledgeBase(SearchMixin, ReplicaMixin):
                         [i for s in swaps for i in s[0]],
                         [i for s in swaps for i in s[1]],
                     )
-            keywords = self._keywords[coll.id]
+            if not swaps:
+                return results
+            keywords = self._keywords[coll.id].clone()
             for old, new, vectors, p in swaps:
                 index.remove(old)
                 index.add(new, vectors)
@@ -349,11 +288,12 @@ class KnowledgeBase(SearchMixin, ReplicaMixin):
                 keywords.add(
                     new, [p.doc.title] * len(new), [_body(c.heading, c.text) for c in p.chunks]
                 )
+            self._publish(coll.id, index, keywords)
         return results
 
     def delete_document(self, tenant: str, name: str, doc_id: str) -> None:
         coll = self.collection(tenant, name)
-        with self.lock.write():
+        with self.lock:
             index = self._index(coll)
             with self.db.transaction() as conn:
                 self._write_lock(conn, coll)
@@ -366,23 +306,25 @@ class KnowledgeBase(SearchMixin, ReplicaMixin):
                     raise NotFound(f"no document '{doc_id}' in '{name}'", param="document_id")
                 self._tell(conn, coll, old, [])
             index.remove(old)
-            self._keywords[coll.id].remove(old)
+            keywords = self._keywords[coll.id].clone()
+            keywords.remove(old)
+            self._publish(coll.id, index, keywords)
 
     def get_document(self, tenant: str, name: str, doc_id: str) -> dict[str, Any]:
         coll = self.collection(tenant, name)
-        with self.lock.read():
-            rows = self.db.query(
+        with self._reading() as conn:  # the document and its chunks from the same commit
+            rows = conn.execute(
                 "SELECT title, source, metadata, content_hash, updated FROM documents"
                 " WHERE collection_id = ? AND doc_id = ?",
                 (coll.id, doc_id),
-            )
-            if not rows:
-                raise NotFound(f"no document '{doc_id}' in '{name}'", param="document_id")
-            chunks = self.db.query(
+            ).fetchall()
+            chunks = conn.execute(
                 "SELECT position, heading, text FROM chunks WHERE collection_id = ? AND doc_id = ?"
                 " ORDER BY position",
                 (coll.id, doc_id),
-            )
+            ).fetchall()
+        if not rows:
+            raise NotFound(f"no document '{doc_id}' in '{name}'", param="document_id")
         title, source, metadata, digest, updated = rows[0]
         return {
             "id": doc_id,

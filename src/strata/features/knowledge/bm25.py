@@ -1,11 +1,8 @@
-"""In-memory BM25 per collection, scored like FTS5's ``bm25()`` but only over the query's
-posting lists.
+"""In-memory BM25 per collection, scored like FTS5's ``bm25()``, over the query's postings.
 
-Why: FTS5's ``bm25()`` auxiliary function runs once per row that matches ANY word of the OR
-query, and a question's common words match most of a collection (153 ms at 100k chunks).
-Here each term has a numpy posting list (chunk slot, title count, body count), so a query
-is a handful of vectorised array operations over the postings of its own terms plus one
-``argpartition``: a few milliseconds at 100k chunks.
+Why: FTS5's ``bm25()`` runs once per row matching ANY word of the OR query (153 ms at 100k
+chunks); here each term has a numpy posting list (chunk slot, title count, body count), so a
+query is a few array operations over its own terms' postings: milliseconds at 100k chunks.
 
 Tokens are FTS5's own: every whitespace-separated word is tokenised ONCE by a private
 in-memory FTS5 table with the same ``porter unicode61`` tokenizer (read back through
@@ -13,20 +10,22 @@ in-memory FTS5 table with the same ``porter unicode61`` tokenizer (read back thr
 those of ``chunks_fts`` (FTS5 never joins tokens across whitespace).
 
 The score is FTS5's formula (k1 = 1.2, b = 0.75, idf floored at 1e-6, a row's length = all
-its tokens including the one ``coll`` token, title counts weighted by ``title_weight``), with
-one deliberate difference: N, document frequencies and the average length are the
-collection's own, not the whole shared FTS table's, so one tenant's documents never shift
-another tenant's scores. With a single collection the scores equal FTS5's.
+its tokens including the ``coll`` token, title counts weighted by ``title_weight``), except
+that N, document frequencies and the average length are the collection's own, so tenants
+never shift each other's scores (with a single collection the scores equal FTS5's).
 
-Like the vector matrix, this is a cache of the database: built from the stored chunks when
-a collection is opened, mutated only under the knowledge base's writer lock together with
-the commit. Additions go to small per-term delta lists, deletions clear a slot's alive bit;
-both are folded into fresh packed arrays once they grow past a fraction of the index, so the
-cost of a write stays amortised O(its tokens).
+Like the vector matrix, this is a cache of the database, built from the stored chunks and
+changed only by the knowledge base's single writer with the commit: additions go to small
+per-term delta lists, deletions clear an alive bit; both are folded into fresh packed arrays
+once they grow past a fraction of the index (amortised O(a write's tokens)). Copy-on-write:
+the writer changes a ``clone()`` (own copies of the per-slot arrays, the slot map and the
+delta map; packed postings and delta entries are replaced, never written in place) and
+publishes it with one assignment, so searches and commits never wait for each other.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import sqlite3
 import threading
@@ -39,8 +38,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-K1 = 1.2
-B = 0.75
+K1, B = 1.2, 0.75  # FTS5's
 
 
 class Tokens:
@@ -112,12 +110,22 @@ class KeywordIndex:
         self._p_slot = np.zeros(0, dtype=np.int64)
         self._p_title = np.zeros(0, dtype=np.float64)
         self._p_body = np.zeros(0, dtype=np.float64)
-        self._delta: dict[int, tuple[list[int], list[int], list[int]]] = {}
+        self._delta: dict[int, tuple[list[int], list[int], list[int]]] = {}  # never mutated
         self._delta_n = 0
         self._blocks: list[tuple[Any, Any, Any, Any]] = []  # bulk adds, until repacked
 
     def __len__(self) -> int:
         return len(self._slot)
+
+    def clone(self) -> KeywordIndex:
+        """A copy the writer may change while searches read this one (see the module doc)."""
+        twin = copy.copy(self)
+        twin._slot = dict(self._slot)
+        twin._ids, twin._len = self._ids.copy(), self._len.copy()
+        twin._alive, twin._df = self._alive.copy(), self._df.copy()
+        twin._terms_of = list(self._terms_of)
+        twin._delta, twin._blocks = dict(self._delta), list(self._blocks)
+        return twin
 
     def df(self, term: int) -> int:
         return int(self._df[term]) if term < len(self._df) else 0
@@ -127,11 +135,8 @@ class KeywordIndex:
         return min((self.df(t) for t in self.tokens.term(word)), default=0)
 
     def prune(self, words: list[str], max_df: float, keep: int = 3) -> list[str]:
-        """``words`` without the ones in more than ``max_df`` of the chunks, keeping at least
-        the ``keep`` rarest (a query of only common words still matches something).
-
-        Why: a question's common words carry little BM25 weight (low idf) but have the
-        longest posting lists; ``keyword_max_df`` trades a little quality for speed."""
+        """``words`` without those in over ``max_df`` of the chunks, keeping the ``keep``
+        rarest. Why: common words have little idf but the longest posting lists."""
         if max_df >= 1.0 or not self._slot or len(words) <= keep:
             return words
         limit = max_df * len(self._slot)
@@ -167,6 +172,7 @@ class KeywordIndex:
             self._bulk(ids, titles, bodies)
             return
         self._grow(self._used + len(ids), len(self.tokens.term_ids))
+        fresh: dict[int, tuple[list[int], list[int], list[int]]] = {}
         for chunk_id, title, body in zip(ids, titles, bodies, strict=True):
             in_title = Counter(self.tokens.ids(title))
             in_body = Counter(self.tokens.ids(body))
@@ -184,13 +190,21 @@ class KeywordIndex:
             self._terms_of.append(term_array)
             self._df[term_array] += 1
             for term in terms:
-                entry = self._delta.get(term)
+                entry = fresh.get(term)
                 if entry is None:
-                    entry = self._delta[term] = ([], [], [])
+                    entry = fresh[term] = ([], [], [])
                 entry[0].append(slot)
                 entry[1].append(in_title.get(term, 0))
                 entry[2].append(in_body.get(term, 0))
             self._delta_n += len(terms)
+        for term, (slots, title_tf, body_tf) in fresh.items():
+            # A new tuple per term (once per call): a clone shares the old one.
+            old = self._delta.get(term)
+            self._delta[term] = (
+                (old[0] + slots, old[1] + title_tf, old[2] + body_tf)
+                if old
+                else (slots, title_tf, body_tf)
+            )
         if self._delta_n > max(50_000, len(self._p_slot) // 2):
             self._repack()
 
@@ -348,8 +362,7 @@ class KeywordIndex:
             df = self.df(term)
             if df == 0:
                 continue
-            idf = math.log((n_live - df + 0.5) / (df + 0.5))
-            idf = idf if idf > 0.0 else 1e-6
+            idf = inverse_df(n_live, df)
             slots, title, body = self._postings(term)
             freq = title_weight * title + body
             scores[slots] += times * idf * (freq * (K1 + 1.0)) / (freq + norm[slots])
@@ -369,6 +382,12 @@ class KeywordIndex:
         ids = self._ids[top]
         top = top[np.lexsort((ids, -scores[top]))]
         return [(int(self._ids[s]), float(scores[s])) for s in top]
+
+
+def inverse_df(n_live: int, df: int) -> float:
+    """FTS5's idf, floored at 1e-6."""
+    idf = math.log((n_live - df + 0.5) / (df + 0.5))
+    return idf if idf > 0.0 else 1e-6
 
 
 def _counts(values: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

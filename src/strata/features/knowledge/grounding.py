@@ -5,8 +5,10 @@ into numbered passages, an instruction to answer only from them and cite them as
 and the question. The response's ``strata`` field gets ``citations`` (document id, title,
 chunk, score, ...) and, after the answer, ``cited``: the passage numbers the answer used.
 
-When the best passage's cosine similarity is under ``min_evidence`` (calibrated on SciFact
-by ``bench/retrieval.py``), no passage is shown and the model is told to say it does not
+When the evidence that the collection answers the question (``evidence.py``: a logistic
+model over the keyword and vector rankings' agreement, margins and the best cosine,
+calibrated on SciFact by ``bench/retrieval.py``) is under ``min_evidence``, no passage is
+shown and the model is told to say it does not
 know. Small models do not always obey that (asked for a capital city, the 0.5B model names
 it), so the answer is also held back (``turn.buffer_output``) and, unless it already says
 it does not know, replaced by the abstention sentence: an ungrounded answer never reaches
@@ -104,10 +106,10 @@ class KnowledgeLayer:
             "strata.knowledge.top_k": top_k,
         }
         with turn.trace.step("retrieval", where) as span:
-            hits = await asyncio.to_thread(
-                kb.search, turn.caller.tenant, str(collection), question, top_k
+            hits, signals = await asyncio.to_thread(
+                kb.search_with_evidence, turn.caller.tenant, str(collection), question, top_k
             )
-            evidence = max((h.similarity or 0.0 for h in hits), default=0.0)
+            evidence = signals["support"]
             span.set({"strata.knowledge.hits": len(hits), "strata.knowledge.evidence": evidence})
         grounded = bool(hits) and evidence >= self.settings.min_evidence
         if grounded:
@@ -126,6 +128,7 @@ class KnowledgeLayer:
             "grounded": grounded,
             "evidence": round(evidence, 4),
             "threshold": self.settings.min_evidence,
+            "signals": {k: round(v, 4) for k, v in signals.items() if k != "support"},
         }
 
     async def after(self, turn: Turn, result: TurnResult) -> None:

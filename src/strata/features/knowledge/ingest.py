@@ -1,21 +1,27 @@
-"""Files and folders → documents, in bounded batches.
+"""Files and folders → documents, in bounded batches, embedded one batch ahead.
 
 A folder is walked lazily (sorted, recursive, include/exclude globs on the path relative to
 the folder) and documents are handed out ``batch`` at a time, so ingesting a million files
-holds one batch of text and vectors in memory, never the whole set. Each batch is one
-acknowledged commit (``KnowledgeBase.upsert``).
+holds two batches of text and vectors in memory, never the whole set. Each batch is one
+acknowledged commit. Embedding (the slow part) runs on a background worker: while batch n
+is committed (SQLite, the index swap) and the next files are read and parsed, batch n + 1 is
+already being embedded, so the CPU never waits on the disk or the other way round. The
+write contract is unchanged: a batch is reported (``on_commit``) only once its commit has
+returned, i.e. it is durable and searchable.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from strata.core.errors import StrataError
 from strata.features.knowledge.base import DocumentInput, KnowledgeBase, WriteResult
+from strata.features.knowledge.documents import Prepared
 from strata.features.knowledge.parsers import parse, supported
 
 
@@ -85,6 +91,49 @@ class IngestReport:
                 self.chunks += r.chunks
 
 
+def upsert_batches(
+    kb: KnowledgeBase,
+    tenant: str,
+    collection: str,
+    batches: Iterable[list[DocumentInput]],
+    report: IngestReport | None = None,
+    on_commit: Callable[[Sequence[WriteResult]], None] | None = None,
+) -> IngestReport:
+    """Commit ``batches`` in order, each embedded on a worker while the previous one commits.
+    A batch that fails is retried one document at a time, so one bad document is reported
+    as failed without sinking its batch."""
+    report = report if report is not None else IngestReport()
+    coll = kb.collection(tenant, collection)
+
+    def settle(docs: list[DocumentInput], prepared: Future[list[Prepared]]) -> None:
+        try:
+            results = kb.commit(coll, prepared.result())
+        except StrataError:
+            results = []
+            for doc in docs:
+                try:
+                    results.extend(kb.upsert(tenant, collection, [doc]))
+                except StrataError as exc:
+                    report.failed += 1
+                    report.errors.append(f"{doc.id}: {exc.message}")
+        report.add(results)
+        if on_commit:
+            on_commit(results)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="strata-embed") as worker:
+        ahead: tuple[list[DocumentInput], Future[list[Prepared]]] | None = None
+        for docs in batches:
+            if not docs:
+                continue
+            queued = (docs, worker.submit(kb.prepare, coll, docs))
+            if ahead is not None:
+                settle(*ahead)
+            ahead = queued
+        if ahead is not None:
+            settle(*ahead)
+    return report
+
+
 def ingest_path(
     kb: KnowledgeBase,
     tenant: str,
@@ -99,42 +148,26 @@ def ingest_path(
     """Ingest a file or folder; a file that cannot be read or parsed is counted as failed
     and reported, never aborting the rest. Document ids are paths relative to ``root``."""
     report = IngestReport()
-    pending: list[DocumentInput] = []
     base = root if root.is_dir() else root.parent
 
-    def flush() -> None:
-        if not pending:
-            return
-        try:
-            results = kb.upsert(tenant, collection, pending)
-        except StrataError:
-            # One bad document must not sink its batch: retry one by one to find it.
-            results = []
-            for doc in pending:
-                try:
-                    results.extend(kb.upsert(tenant, collection, [doc]))
-                except StrataError as exc:
-                    report.failed += 1
-                    report.errors.append(f"{doc.id}: {exc.message}")
-        report.add(results)
-        if on_commit:
-            on_commit(results)
-        pending.clear()
+    def batches() -> Iterator[list[DocumentInput]]:
+        pending: list[DocumentInput] = []
+        for path in walk(root, include, exclude):
+            report.files += 1
+            rel = path.relative_to(base).as_posix()
+            try:
+                docs = documents_from_bytes(path.read_bytes(), path.name, rel, source=str(path))
+            except (OSError, StrataError) as exc:
+                report.failed += 1
+                report.errors.append(f"{rel}: {getattr(exc, 'message', exc)}")
+                docs = []
+            for doc in docs:
+                pending.append(doc)
+                if len(pending) >= batch:
+                    yield pending
+                    pending = []
+            if on_file:
+                on_file(path)
+        yield pending
 
-    for path in walk(root, include, exclude):
-        report.files += 1
-        rel = path.relative_to(base).as_posix()
-        try:
-            docs = documents_from_bytes(path.read_bytes(), path.name, rel, source=str(path))
-        except (OSError, StrataError) as exc:
-            report.failed += 1
-            report.errors.append(f"{rel}: {getattr(exc, 'message', exc)}")
-            docs = []
-        for doc in docs:
-            pending.append(doc)
-            if len(pending) >= batch:
-                flush()
-        if on_file:
-            on_file(path)
-    flush()
-    return report
+    return upsert_batches(kb, tenant, collection, batches(), report, on_commit)

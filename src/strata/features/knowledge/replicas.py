@@ -5,8 +5,9 @@ Each replica keeps its own in-memory indexes (the vector matrix and the BM25 pos
 cache of the shared tables. A commit that changes a collection sends, in its own transaction,
 a notice naming the chunk ids it removed and added (``NOTIFY``, delivered only once the
 transaction commits, in commit order); every other replica's listener thread then removes
-those ids from its indexes and loads the added chunks from the database, under the same
-write lock a local commit takes, so its searches see the change whole or not at all.
+those ids from a copy of its indexes and loads the added chunks from the database, under the
+same writer lock a local commit takes, and publishes the copy as a local commit does, so its
+searches see the change whole or not at all (and never wait for it).
 
 A notice too large for PostgreSQL's 8000 bytes names only the collection, and a lost notice
 connection (``None``) may have missed some: either way the replica drops what it holds and
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from strata.core.storage import Repository
@@ -27,7 +29,7 @@ from strata.features.knowledge.store import Collection
 
 if TYPE_CHECKING:
     from strata.features.knowledge.bm25 import KeywordIndex
-    from strata.features.knowledge.locks import RWLock
+    from strata.features.knowledge.search import Snapshot
     from strata.features.knowledge.vectors import VectorIndex
 
 CHANNEL = "documents"
@@ -37,10 +39,14 @@ log = logging.getLogger(__name__)
 
 class ReplicaMixin:
     db: Repository
-    lock: RWLock
+    lock: threading.RLock
     replica: str
     _indexes: dict[int, VectorIndex]
     _keywords: dict[int, KeywordIndex]
+    _snapshots: dict[int, Snapshot]
+
+    def _publish(self, coll_id: int, index: VectorIndex, keywords: KeywordIndex) -> Snapshot:
+        raise NotImplementedError
 
     def _write_lock(self, conn: Any, coll: Collection) -> None:
         """Take turns with other replicas writing to this collection (PostgreSQL)."""
@@ -66,7 +72,8 @@ class ReplicaMixin:
         """A notice from a replica (the listener thread): apply the change to what this
         replica holds; collections it has not loaded load fresh when first searched."""
         if payload is None:
-            with self.lock.write():
+            with self.lock:
+                self._snapshots.clear()
                 self._indexes.clear()
                 self._keywords.clear()
             return
@@ -74,18 +81,21 @@ class ReplicaMixin:
         if notice.get("r") == self.replica:
             return  # our own commit, applied already
         coll_id = int(notice["c"])
-        with self.lock.write():
+        with self.lock:
             index = self._indexes.get(coll_id)
             keywords = self._keywords.get(coll_id)
             if index is None or keywords is None:
                 return
             if "new" not in notice:
+                self._snapshots.pop(coll_id, None)
                 self._indexes.pop(coll_id, None)
                 self._keywords.pop(coll_id, None)
                 return
+            keywords = keywords.clone()
             index.remove(notice["old"])
             keywords.remove(notice["old"])
             self._load_chunks(index, keywords, [int(i) for i in notice["new"]])
+            self._publish(coll_id, index, keywords)
 
     def _load_chunks(self, index: VectorIndex, keywords: KeywordIndex, ids: list[int]) -> None:
         import numpy as np

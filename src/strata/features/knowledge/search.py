@@ -1,6 +1,9 @@
 """Hybrid search over one collection: BM25 (in memory, FTS5 for phrases) and exact vector
-search, fused. A mixin of ``KnowledgeBase``: searches read the indexes under the same lock
-the commit-and-swap step takes, so a reader sees a document entirely old or entirely new."""
+search, fused. A mixin of ``KnowledgeBase``: a search reads the collection's published
+``Snapshot`` (both indexes, swapped together by one assignment after each commit) and takes
+no lock, so it never delays a commit; it sees a document entirely old or entirely new. A
+chunk the snapshot still holds but a later commit already deleted from SQLite is dropped
+from the hits (chunk rows are immutable: a hit's text is always its own)."""
 
 from __future__ import annotations
 
@@ -9,29 +12,35 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 from strata.core.embeddings import Embedder
 from strata.core.errors import InvalidRequest
 from strata.core.storage import Repository
-from strata.features.knowledge import fusion
+from strata.features.knowledge import evidence, fusion
 from strata.features.knowledge import store as sql
-from strata.features.knowledge.bm25 import KeywordIndex
+from strata.features.knowledge.bm25 import K1, KeywordIndex, inverse_df
 from strata.features.knowledge.documents import Hit
-from strata.features.knowledge.locks import RWLock
 from strata.features.knowledge.settings import KnowledgeSettings
 from strata.features.knowledge.store import Collection
-from strata.features.knowledge.vectors import VectorIndex
+from strata.features.knowledge.vectors import VectorView
 
 MODES = ("hybrid", "bm25", "vector")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One collection's indexes as one commit left them; never mutated once published."""
+
+    vectors: VectorView
+    keywords: KeywordIndex
 
 
 class SearchMixin:
     db: Repository
     settings: KnowledgeSettings
     embedder: Embedder
-    lock: RWLock
-    _keywords: dict[int, KeywordIndex]
     _query_vectors: OrderedDict[str, Any]
     _query_lock: threading.Lock
 
@@ -41,7 +50,7 @@ class SearchMixin:
     def _reading(self) -> AbstractContextManager[Any]:
         raise NotImplementedError
 
-    def _index(self, coll: Collection) -> VectorIndex:
+    def _snapshot(self, coll: Collection) -> Snapshot:
         raise NotImplementedError
 
     # search --------------------------------------------------------------------------------
@@ -59,6 +68,45 @@ class SearchMixin:
     ) -> list[Hit]:
         """The ``top_k`` best chunks (or documents' best chunks with ``per_document``).
         ``query_vector`` skips embedding the query (a caller that already has it)."""
+        return self._search(tenant, name, query, top_k, mode, filters, per_document, query_vector)[
+            0
+        ]
+
+    def search_with_evidence(
+        self, tenant: str, name: str, query: str, top_k: int = 10
+    ) -> tuple[list[Hit], dict[str, float]]:
+        """Hybrid hits and the evidence that the collection answers ``query``: the
+        ``evidence.SIGNALS`` of the keyword and vector rankings (per document), and
+        ``support``, the calibrated probability (see ``evidence``)."""
+        hits, keyword, dense = self._search(tenant, name, query, top_k, "hybrid", None, False, None)
+        with self._reading() as conn:
+            owners = self._owners(conn, [i for i, _ in keyword] + [i for i, _ in dense])
+        ceiling = self.keyword_ceiling(tenant, name, query)
+        values = evidence.signals(_per_doc(keyword, owners), _per_doc(dense, owners), ceiling)
+        s = self.settings
+        values["support"] = evidence.support(values, s.evidence_weights, s.evidence_bias)
+        return hits, values
+
+    def keyword_ceiling(self, tenant: str, name: str, query: str) -> float:
+        """The most BM25 any chunk could score for ``query`` (``evidence`` divides by it)."""
+        keywords = self._snapshot(self.collection(tenant, name)).keywords
+        max_df = self.settings.keyword_max_df
+        prune = None if max_df >= 1.0 else (lambda t: keywords.prune(t, max_df))
+        terms = [t for w in fusion.query_terms(query, prune) for t in keywords.tokens.term(w)]
+        n = len(keywords)
+        return sum(inverse_df(n, keywords.df(t)) * (K1 + 1) for t in terms if keywords.df(t))
+
+    def _search(
+        self,
+        tenant: str,
+        name: str,
+        query: str,
+        top_k: int,
+        mode: str,
+        filters: dict[str, Any] | None,
+        per_document: bool,
+        query_vector: Any,
+    ) -> tuple[list[Hit], list[tuple[int, float]], list[tuple[int, float]]]:
         if mode not in MODES:
             raise InvalidRequest(f"mode must be one of {', '.join(MODES)}", param="mode")
         if not query.strip():
@@ -68,16 +116,16 @@ class SearchMixin:
         if vector is None and mode != "bm25":
             vector = self._embed_query(query)
         depth = max(self.settings.candidates, top_k * (3 if per_document else 1))
-        with self.lock.read(), self._reading() as conn:
-            index = self._index(coll)
+        snapshot = self._snapshot(coll)
+        with self._reading() as conn:
             allowed = self._allowed(conn, coll, filters) if filters else None
             keyword = (
-                self._keyword(conn, coll, query, depth, filters, allowed)
+                self._keyword(conn, coll, snapshot.keywords, query, depth, filters, allowed)
                 if mode != "vector"
                 else []
             )
             dense = (
-                index.search(vector, depth, allowed)
+                snapshot.vectors.search(vector, depth, allowed)
                 if vector is not None and mode != "bm25"
                 else []
             )
@@ -87,6 +135,7 @@ class SearchMixin:
                 dense = _best_per_doc(dense, owners, shown)
                 keyword = _best_per_doc(keyword, owners, shown)
             ranked: Sequence[tuple[int, float]]
+            chunk_keyword, chunk_dense = keyword, dense
             if mode == "bm25":
                 ranked = keyword
             elif mode == "vector":
@@ -95,7 +144,7 @@ class SearchMixin:
                 s = self.settings
                 ranked = fusion.fuse(s.fusion, keyword, dense, s.vector_weight, s.rrf_k)
             top = list(ranked[:top_k])
-            return self._hits(conn, top, index, vector)
+            return self._hits(conn, top, snapshot.vectors, vector), chunk_keyword, chunk_dense
 
     def _embed_query(self, query: str) -> Any:
         with self._query_lock:
@@ -126,6 +175,7 @@ class SearchMixin:
         self,
         conn: Any,
         coll: Collection,
+        keywords: KeywordIndex,
         query: str,
         depth: int,
         filters: dict[str, Any] | None,
@@ -133,7 +183,6 @@ class SearchMixin:
     ) -> list[tuple[int, float]]:
         """BM25 from the in-memory index; through FTS5 only for a query word that FTS5 splits
         into several tokens (``il_6``: a phrase, which the postings do not model)."""
-        keywords = self._keywords[coll.id]
         max_df = self.settings.keyword_max_df
         prune = None if max_df >= 1.0 else (lambda t: keywords.prune(t, max_df))
         words = fusion.query_terms(query, prune)
@@ -204,7 +253,7 @@ class SearchMixin:
         self,
         conn: Any,
         top: list[tuple[int, float]],
-        index: VectorIndex,
+        index: VectorView,
         vector: Any,
     ) -> list[Hit]:
         if not top:
@@ -242,6 +291,16 @@ class SearchMixin:
                 )
             )
         return hits
+
+
+def _per_doc(ranking: list[tuple[int, float]], owners: dict[int, str]) -> list[tuple[str, float]]:
+    """Each document once, at its best chunk's rank and score, named by its id."""
+    seen: dict[str, float] = {}
+    for chunk_id, score in ranking:
+        doc = owners.get(chunk_id)
+        if doc is not None and doc not in seen:
+            seen[doc] = score
+    return list(seen.items())
 
 
 def _best_per_doc(

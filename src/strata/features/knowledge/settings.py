@@ -8,6 +8,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from strata.core.settings import MINILM_REPO
 
+# Fitted by bench/retrieval.py (README, Benchmarks) on the 404-question tuning half of
+# SciFact's train split, each question once with its relevant abstracts and once without.
+EVIDENCE_WEIGHTS = {
+    "cosine": 0.8444,
+    "cosine_lead": 1.4515,
+    "keyword_coverage": 3.3495,
+    "keyword_lead": 2.7374,
+    "agree": 0.4465,
+}
+EVIDENCE_BIAS = -2.9872
+
 
 class KnowledgeSettings(BaseModel):
     """The knowledge base (``strata.features.knowledge``): chunking, embedding, search and
@@ -30,12 +41,14 @@ class KnowledgeSettings(BaseModel):
     )
     chunk_tokens: int = Field(200, ge=16, le=512, description="Token budget of one chunk")
     chunk_overlap: int = Field(32, ge=0, description="Tokens carried over between chunks")
-    title_weight: float = Field(2.0, ge=0, description="BM25 weight of the title field")
+    title_weight: float = Field(1.0, ge=0, description="BM25 weight of the title field")
     fusion: Literal["rrf", "convex"] = Field(
-        "convex", description="How keyword and vector fuse (tuned on SciFact: convex)"
+        "rrf",
+        description="How keyword and vector fuse (chosen on SciFact by cross-validation: plain"
+        " RRF; tuned convex weights gained less than the noise)",
     )
     vector_weight: float = Field(
-        0.4, ge=0, le=1, description="Share of the vector ranking in fusion (keyword: the rest)"
+        0.5, ge=0, le=1, description="Share of the vector ranking in fusion (keyword: the rest)"
     )
     rrf_k: float = Field(60.0, gt=0, description="Reciprocal rank fusion constant")
     candidates: int = Field(100, ge=1, description="Hits taken from each ranking before fusion")
@@ -47,8 +60,16 @@ class KnowledgeSettings(BaseModel):
     )
     top_k: int = Field(4, ge=1, le=50, description="Passages put in a grounded prompt")
     min_evidence: float = Field(
-        0.61,
-        description="Best passage cosine below which a grounded answer abstains (calibrated on"
-        " SciFact by bench/retrieval.py: the cut with the best balanced accuracy)",
+        0.564,
+        ge=0,
+        le=1,
+        description="Evidence (the calibrated probability that the collection answers the"
+        " question, see evidence_weights) below which a grounded answer abstains",
     )
+    evidence_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(EVIDENCE_WEIGHTS),
+        description="Logistic weights of the evidence signals (knowledge/evidence.py), fitted"
+        " on SciFact questions with and without their documents by bench/retrieval.py",
+    )
+    evidence_bias: float = Field(EVIDENCE_BIAS, description="Intercept of the evidence model")
     ingest_batch: int = Field(32, ge=1, description="Documents per acknowledged ingest commit")
