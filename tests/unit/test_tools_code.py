@@ -37,14 +37,11 @@ WRONG = "```python\ndef add(a, b):\n    return a * b + 1\n```"
 RIGHT = "Here it is:\n```python\ndef add(a, b):\n    return a + b\n```"
 
 
-def code_settings(tmp_path: Path, sandbox: bool = True) -> Settings:
+def code_settings(tmp_path: Path, sandbox: bool = True, **limits: Any) -> Settings:
+    tools: dict[str, Any] = {"sandbox": sandbox, "code": {"model": "coder"}, "limits": limits}
     models = {"coder": ModelSpec(backend="fake", n_ctx=4096)}
-    return Settings(
-        home=tmp_path / "home",
-        bundled_models=False,
-        models=models,
-        tools={"sandbox": sandbox, "code": {"model": "coder"}},
-    )
+    extra: dict[str, Any] = {"tools": tools}  # a feature's section: not in CoreSettings' type
+    return Settings(home=tmp_path / "home", bundled_models=False, models=models, **extra)
 
 
 @pytest.fixture
@@ -74,7 +71,8 @@ def test_a_failing_doctest_is_fed_back_and_the_second_attempt_passes(
     response = ask(client)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["choices"][0]["message"]["content"] == "```python\ndef add(a, b):\n    return a + b\n```"
+    answer = body["choices"][0]["message"]["content"]
+    assert answer == "```python\ndef add(a, b):\n    return a + b\n```"
     report = body["strata"]["code"]
     assert report["passed"] is True and report["chosen"] == 2
     assert [a["passed"] for a in report["attempts"]] == [False, True]
@@ -128,6 +126,10 @@ def test_max_attempts_bounds_the_model_calls(stack: tuple[httpx.Client, FakeBack
     assert report["attempts"][1]["error"] == "no Python code in the answer"
     assert "ZeroDivisionError" in report["attempts"][2]["error"]
     assert "ZeroDivisionError" not in str(model.calls[2].messages)  # fed back only after
+    # the last call saw every earlier attempt and what was wrong with each
+    history = [m["content"] for m in model.calls[2].messages or []][-4:]
+    assert history[0] == WRONG and "returned `7`" in history[1]
+    assert history[2] == "no code at all" and "has no Python code" in history[3]
     model.enqueue(WRONG)
     ask(client, {"max_attempts": 1})
     assert len(model.calls) == 4
@@ -135,8 +137,7 @@ def test_max_attempts_bounds_the_model_calls(stack: tuple[httpx.Client, FakeBack
 
 @needs_bwrap
 def test_an_endless_loop_is_stopped_and_reported(tmp_path: Path) -> None:
-    settings = code_settings(tmp_path)
-    settings.tools.limits = settings.tools.limits.model_copy(update={"wall_seconds": 2})  # type: ignore[attr-defined]
+    settings = code_settings(tmp_path, wall_seconds=2)
     engine = Engine(settings)
     with (
         LiveServer(create_app(settings, engine)) as server,
@@ -178,7 +179,7 @@ def test_bad_options_are_a_4xx(tmp_path: Path, options: dict[str, Any]) -> None:
         httpx.Client(base_url=server.root, timeout=60) as client,
     ):
         response = ask(client, options)
-        assert 400 <= response.status_code < 500, response.text
+        assert 400 <= response.status_code < 500, response.text  # never a 500
         assert_error_body(response.json())
 
 
@@ -209,6 +210,15 @@ def test_examples_are_read_in_the_shapes_humaneval_writes_them() -> None:
         ("f(x = 7, y = 1)", "8"),
         ("f(x = 9)", "10"),
     }
+
+
+@needs_bwrap
+def test_the_same_wrong_code_twice_is_called_out(stack: tuple[httpx.Client, FakeBackend]) -> None:
+    client, model = stack
+    model.enqueue(WRONG, WRONG, RIGHT)
+    assert ask(client).json()["strata"]["code"]["chosen"] == 3
+    assert "same code as your attempt 1" in str(model.calls[2].messages[-1])  # type: ignore[index]
+    assert "same code" not in str(model.calls[1].messages)
 
 
 def test_user_tests_split_into_checks_and_code_is_found() -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from strata.core.engine import Engine, Timings
-from strata.core.errors import InvalidRequest
+from strata.core.errors import ContextWindowExceeded, InvalidRequest
 from strata.core.models.base import Chunk, GenerationRequest, Usage
 from strata.core.turn import Generation, Turn, TurnResult
 from strata.features.tools.code_examples import (
@@ -261,21 +261,37 @@ class CodeRoute:
         base = list(turn.gen.messages or [])
         if not any(m.get("role") == "system" for m in base):
             base = [{"role": "system", "content": SYSTEM}, *base]
-        messages = base
+        history: list[dict[str, Any]] = []  # every failed attempt and its feedback
         gen = replace(turn.gen, passthrough={}, stream=False)
         started = time.perf_counter()
-        for number in range(1, task.max_attempts + 1):
-            attempt = await self._attempt(
-                number, task, replace(gen, messages=messages), turn, result
-            )
+        number = 1
+        while number <= task.max_attempts:
+            try:
+                attempt = await self._attempt(
+                    number, task, replace(gen, messages=[*base, *history]), turn, result
+                )
+            except ContextWindowExceeded:
+                if number == 1:
+                    raise
+                if len(history) > 2:  # keep only the last attempt and its feedback
+                    history = history[-2:]
+                    continue
+                break  # even that does not fit: answer with the best attempt so far
             task.attempts.append(attempt)
             if attempt.passed:
                 break
-            messages = [
-                *base,
+            for earlier in task.attempts[:-1]:
+                if earlier.code == attempt.code:
+                    attempt.feedback = (
+                        f"This is the same code as your attempt {earlier.number}, and it fails "
+                        f"the same way. Try a different approach.\n\n{attempt.feedback}"
+                    )
+                    break
+            history += [
                 {"role": "assistant", "content": attempt.reply},
                 {"role": "user", "content": attempt.feedback},
             ]
+            number += 1
         chosen = self._choose(task.attempts)
         result.timings.total_s = time.perf_counter() - started
         result.report["code"] = {
