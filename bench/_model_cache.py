@@ -75,9 +75,11 @@ class ModelCallCache:
         table: dict[str, list[dict[str, Any]]] = {}
         if path.exists():
             for line in path.read_text().splitlines():
-                if line.strip():
+                try:
                     row = json.loads(line)
-                    table[row["key"]] = row["chunks"]
+                except ValueError:  # a line cut short by an interrupted run: call again
+                    continue
+                table[row["key"]] = row["chunks"]
         original = backend.generate
         cache = self
 
