@@ -179,7 +179,7 @@ def main() -> None:
     print(f"HumanEval dev, {len(items)} items (seed {args.seed}), models {models}", file=sys.stderr)
     with (
         Server(create_app(settings, engine)) as server,
-        httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=1800) as http,
+        httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=7200) as http,
     ):
         for n, item in enumerate(items, 1):
             for model in models:

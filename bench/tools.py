@@ -176,7 +176,7 @@ def main() -> None:
             cache.install(engine, {m: model_id(m) for m in served})
             server = stack.enter_context(Server(create_app(settings, engine)))
             url = f"http://127.0.0.1:{server.port}"
-        with httpx.Client(base_url=url, timeout=1800) as client:
+        with httpx.Client(base_url=url, timeout=7200) as client:
             for model in models:
                 results[model] = score(model, client, items)
                 if args.json:  # partial results survive an interrupted run
