@@ -73,6 +73,7 @@ def test_a_failing_doctest_is_fed_back_and_the_second_attempt_passes(
     body = response.json()
     answer = body["choices"][0]["message"]["content"]
     assert answer == "```python\ndef add(a, b):\n    return a + b\n```"
+    assert "code" in [m["id"] for m in client.get("/v1/models").json()["data"]]
     report = body["strata"]["code"]
     assert report["passed"] is True and report["chosen"] == 2
     assert [a["passed"] for a in report["attempts"]] == [False, True]
@@ -158,7 +159,7 @@ def test_the_route_is_refused_while_the_sandbox_is_off(tmp_path: Path) -> None:
         response = ask(client)
         assert response.status_code == 400
         assert "sandbox = true" in assert_error_body(response.json())["message"]
-        assert "code" in [m["id"] for m in client.get("/v1/models").json()["data"]]
+        assert "code" not in [m["id"] for m in client.get("/v1/models").json()["data"]]
 
 
 @pytest.mark.parametrize(

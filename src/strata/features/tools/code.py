@@ -205,7 +205,8 @@ class CodeRoute:
         return model == NAME
 
     def names(self) -> list[str]:
-        return [NAME]
+        """Listed in ``/v1/models`` only where it can answer; asked anyway, it says why not."""
+        return [NAME] if self.sandbox is not None else []
 
     def task(self, turn: Turn) -> CodeTask:
         """The request's task, validated: a 400 naming the option that is wrong."""
