@@ -47,8 +47,7 @@ class ToolsSettings(BaseModel):
     )
     max_steps: int = Field(
         5, ge=1, le=50, description="The agent loop's default limit on model calls per request"
-
-
+    )
     code: CodeSettings = Field(
         default_factory=CodeSettings, description="The `code` route (needs the sandbox)"
     )
