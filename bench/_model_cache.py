@@ -85,9 +85,11 @@ class ModelCallCache:
             complete = data[: data.rfind(b"\n") + 1]  # a line being written waits
             read[0] += len(complete)
             for line in complete.decode().splitlines():
-                if line.strip():
+                try:
                     row = json.loads(line)
-                    table[row["key"]] = row["chunks"]
+                except ValueError:  # blank, or a line cut short by an interrupted run
+                    continue
+                table[row["key"]] = row["chunks"]
 
         catch_up()
         original = backend.generate

@@ -11,12 +11,16 @@ holds a ``<tool_call>`` tag or call-shaped JSON), the share that came back as to
     python bench/tools.py --data ../shared/data/tools/bfcl.dev.jsonl \
         --model small --model big --model auto --limit-per-category 5 --json out.json
 
-Without ``--url`` it starts ``strata serve`` (the bundled models) on a free port.
+Without ``--url`` it serves the bundled models in-process (uvicorn in a thread, real HTTP)
+with each model call cached under ``bench/caches/tools/`` (keyed by the model's sha256 and the
+whole request), so a rerun replays and a larger ``--limit-per-category`` pays only for what it
+adds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -28,10 +32,17 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import ProcessGroup, free_port, interrupts_end_the_run, median, wait_http
+from bench._common import interrupts_end_the_run, median
 from bench._common import write_json as save
+from bench._model_cache import ModelCallCache
+from bench.flywheel import Server, bundled_here, model_id
 
+from strata.core.engine import Engine
+from strata.core.settings import Settings
+from strata.edges.http.app import create_app
 from strata.features.tools.bfcl import calls_from_openai, check_item, openai_tools
+
+CACHE = Path(__file__).resolve().parent / "caches" / "tools"
 
 CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance")
 AST = CATEGORIES[:4]
@@ -89,6 +100,8 @@ def score(model: str, client: httpx.Client, items: list[dict[str, Any]]) -> dict
     passed: dict[str, list[bool]] = {c: [] for c in CATEGORIES}
     calls_parsed = calls_tried = errors = 0
     seconds: list[float] = []
+    unparsed: list[dict[str, str]] = []
+    outcomes: dict[str, str] = {}
     for n, item in enumerate(items, 1):
         out = ask(client, model, item)
         seconds.append(out["seconds"])
@@ -104,9 +117,11 @@ def score(model: str, client: httpx.Client, items: list[dict[str, Any]]) -> dict
             calls_tried += 1
         elif tried_to_call(message.get("content") or ""):
             calls_tried += 1
+            unparsed.append({"id": item["id"], "content": (message.get("content") or "")[:400]})
         verdict = check_item(item, calls_from_openai(tool_calls))
         passed[item["category"]].append(verdict.valid)
         outcome = "pass" if verdict.valid else f"fail {verdict.error_type}"
+        outcomes[item["id"]] = outcome
         print(
             f"  {model} [{n}/{len(items)}] {item['id']}: {outcome} ({out['seconds']:.1f} s)",
             file=sys.stderr,
@@ -119,6 +134,8 @@ def score(model: str, client: httpx.Client, items: list[dict[str, Any]]) -> dict
     result["parsed_share"] = round(calls_parsed / calls_tried, 4) if calls_tried else None
     result["items"] = {c: len(v) for c, v in passed.items()}
     result["errors"] = errors
+    result["unparsed"] = unparsed
+    result["outcomes"] = outcomes
     result["median_seconds"] = round(median(seconds), 2) if seconds else None
     return result
 
@@ -142,25 +159,28 @@ def main() -> None:
     parser.add_argument("--model", action="append", help="repeatable; default small, big, auto")
     parser.add_argument("--limit-per-category", type=int, default=None)
     parser.add_argument("--url", help="a running strata server (root URL); default: start one")
-    parser.add_argument("--config", type=Path, help="settings file for the started server")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="model-call cache folder")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     models = args.model or ["small", "big", "auto"]
     items = load(args.data, args.limit_per_category)
     results: dict[str, dict[str, Any]] = {}
-    with interrupts_end_the_run(), ProcessGroup(Path(tempfile.mkdtemp())) as group:
+    with interrupts_end_the_run(), contextlib.ExitStack() as stack:
         url = args.url
         if url is None:
-            port = free_port()
-            argv = [sys.executable, "-m", "strata", "serve", "--port", str(port)]
-            if args.config:
-                argv += ["--config", str(args.config)]
-            server = group.start("strata", argv)
-            url = f"http://127.0.0.1:{port}"
-            wait_http(url + "/health", server, timeout_s=600)
-        with httpx.Client(base_url=url, timeout=900) as client:
+            home = Path(tempfile.mkdtemp(prefix="strata-tools-bench-"))
+            served = ["small", "big"]
+            settings = Settings(home=home, bundled_models=False, models=bundled_here(home, served))
+            engine = Engine(settings)
+            cache = ModelCallCache(args.cache)
+            cache.install(engine, {m: model_id(m) for m in served})
+            server = stack.enter_context(Server(create_app(settings, engine)))
+            url = f"http://127.0.0.1:{server.port}"
+        with httpx.Client(base_url=url, timeout=7200) as client:
             for model in models:
                 results[model] = score(model, client, items)
+                if args.json:  # partial results survive an interrupted run
+                    save(args.json, {**results, "published": PUBLISHED, "n_items": len(items)})
     print(f"BFCL dev, {len(items)} items ({args.limit_per_category or 'all'} per category)")
     print(table(results))
     print(f"targets: {TARGETS}")

@@ -120,6 +120,9 @@ class StrataOptions(BaseModel):
     )
     max_cost: float | None = Field(None, ge=0, description="Routes: most USD to spend on this one")
     agent: AgentOptions | None = Field(None, description="Run an agent loop with server tools")
+    code: dict[str, Any] | None = Field(
+        None, description="The code route: tests, max_attempts, model, entry_point"
+    )
 
 
 class ChatCompletionRequest(_Sampling):

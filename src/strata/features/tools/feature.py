@@ -35,8 +35,8 @@ def tools_settings(settings: Any) -> ToolsSettings:
 
 class Tools:
     """The tools feature's runtime: the sandbox when the settings enable it (strata's data
-    directory hidden from it), the registry of every tool, the agent loop, and the stored
-    responses ``previous_response_id`` continues from."""
+    directory hidden from it), the registry of every tool, the agent loop, the stored
+    responses ``previous_response_id`` continues from, and the ``code`` route."""
 
     def __init__(self, kernel: Kernel) -> None:
         from strata.core.protocols import KnowledgeSearch
@@ -67,6 +67,10 @@ class Tools:
         kernel.service.add_turn_dispatcher(
             AgentLoop(kernel.service, self.registry, self.settings.max_steps)
         )
+        from strata.features.tools.code import CodeRoute
+
+        self.code = CodeRoute(kernel.engine, self.sandbox, self.settings.code, kernel.costs.cost)
+        kernel.service.add_dispatcher(self.code)
 
     async def registry(self) -> ToolRegistry:
         """Every tool, the MCP servers' discovered on first use (they start then)."""

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import shutil
@@ -164,6 +165,13 @@ def _default_python() -> Path:
     return Path(sys.base_prefix) / "bin" / "python3"
 
 
+def _become(uid: int) -> None:
+    """In the child, before bubblewrap starts: the throw-away uid, no supplementary groups."""
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+
+
 def _final_error_lines(text: str, lines: int = 20) -> list[str]:
     """The last ``lines`` exception lines of ``text`` (``Name: message``), newest first.
     Several processes may write tracebacks at once (a fork bomb's children), so the one a
@@ -276,7 +284,8 @@ class Sandbox:
             drop: dict[str, Any] = {}
             if os.geteuid() == 0:
                 uid = self._uids.take()
-                drop = {"user": uid, "group": uid, "extra_groups": []}
+                # preexec_fn, not user=/group=: uvloop (the server's loop) refuses those.
+                drop = {"preexec_fn": functools.partial(_become, uid)}
             return await self._execute(self._command(65534, python, fds), fds, stdin, drop)
         finally:
             for fd in fds.values():

@@ -22,6 +22,15 @@ class McpServerSpec(BaseModel):
     timeout_s: float = Field(30.0, gt=0, description="Longest wait to start or for one call")
 
 
+class CodeSettings(BaseModel):
+    """The ``code`` route: write a function, run it on the given examples, retry on failure."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("big", description="Model that writes the code unless a request names one")
+    max_attempts: int = Field(3, ge=1, le=10, description="Model calls per request at most")
+
+
 class ToolsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -38,4 +47,7 @@ class ToolsSettings(BaseModel):
     )
     max_steps: int = Field(
         5, ge=1, le=50, description="The agent loop's default limit on model calls per request"
+    )
+    code: CodeSettings = Field(
+        default_factory=CodeSettings, description="The `code` route (needs the sandbox)"
     )
