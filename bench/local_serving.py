@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import sys
 import threading
 import time
@@ -23,6 +24,8 @@ from rich.table import Table
 from _common import ProcessGroup, wait_http
 
 PREFIX_RULES = 70  # ~1,000 tokens of system prompt
+# A chunk with text, in either JSON spacing: llama-cpp-python's server writes ``"content": "``.
+CONTENT = re.compile(rb'"content": ?"[^"]')
 
 
 def stream_chat(url: str, body: dict[str, Any]) -> tuple[float, int, float]:
@@ -42,7 +45,7 @@ def stream_chat(url: str, body: dict[str, Any]) -> tuple[float, int, float]:
         raise SystemExit(f"{url} answered {response.status}: {response.read()!r}")
     ttft, tokens, pieces = None, 0, 0
     for line in response:
-        if b'"content":"' in line and b'"content":""' not in line:
+        if CONTENT.search(line):
             pieces += 1
             if ttft is None:
                 ttft = time.perf_counter() - start
@@ -167,6 +170,27 @@ def start_llama_cpp_server(
     return f"http://127.0.0.1:{port}/v1"
 
 
+def start_llama_server(
+    group: ProcessGroup,
+    binary: Path,
+    name: str,
+    path: Path,
+    port: int,
+    n_ctx: int,
+    threads: int,
+    slots: int,
+) -> str:
+    """llama.cpp's own ``llama-server`` (built from the source llama-cpp-python vendors,
+    ``scripts/build-llama-server.sh``) with ``slots`` parallel sequences of ``n_ctx`` each,
+    continuous batching on (its default): the engine's own answer to concurrent streams."""
+    argv = [str(binary), "--model", str(path), "--alias", name, "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--ctx-size", str(n_ctx * slots), "--parallel", str(slots)]
+    argv += ["--threads", str(threads), "--batch-size", "512", "--no-webui"]
+    server = group.start(f"llama_server_{name}", argv)
+    wait_http(f"http://127.0.0.1:{port}/v1/models", server, timeout_s=300)
+    return f"http://127.0.0.1:{port}/v1"
+
+
 def speculative_direct(
     target_path: Path, draft_path: Path, n_ctx: int, threads: int, k: int
 ) -> tuple[Any, Any]:
@@ -223,22 +247,24 @@ def speculative_direct(
 
 def print_serving_tables(results: dict[str, dict[str, Any]], out: Console) -> None:
     conc = Table(title="aggregate generated tokens/s (medians; same run)")
-    for col in ("model", "c", "strata", "one at a time", "llama_cpp.server", "ratio", "vs c=1"):
+    cols = ("model", "c", "strata", "one at a time", "llama_cpp.server", "ratio")
+    for col in (*cols, "llama-server", "ratio", "vs c=1"):
         conc.add_column(col, justify="right")
     for name, r in results.items():
         base = r["concurrent"].get("1", {}).get("strata_tps")
         for c, row in r["concurrent"].items():
             s_tps, l_tps = row["strata_tps"], row["llama_cpp_server_tps"]
-            rel = f"{s_tps / base:.2f}x" if base else "-"
-            one = f"{row['strata_single_tps']:.1f}"
+            native = row.get("llama_server_tps")
             conc.add_row(
                 name,
                 c,
                 f"{s_tps:.1f}",
-                one,
+                f"{row['strata_single_tps']:.1f}",
                 f"{l_tps:.1f}",
                 f"{s_tps / l_tps:.2f}x" if l_tps else "-",
-                rel,
+                f"{native:.1f}" if native else "-",
+                f"{s_tps / native:.2f}x" if native else "-",
+                f"{s_tps / base:.2f}x" if base else "-",
             )
     out.print(conc)
     pc = Table(title="prompt cache: TTFT of a repeated ~1,000-token prefix (s, medians)")

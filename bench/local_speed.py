@@ -41,6 +41,7 @@ from local_serving import (
     print_serving_tables,
     speculative_direct,
     start_llama_cpp_server,
+    start_llama_server,
 )
 from strata.core import catalog
 from strata.core.settings import default_home
@@ -48,6 +49,8 @@ from strata.core.settings import default_home
 BUNDLED = {"small": "qwen2.5-coder-0.5b-instruct", "big": "qwen2.5-coder-1.5b-instruct"}
 TOPICS = ["lighthouses", "glaciers", "beekeeping", "railways", "tides", "volcanoes", "paper"]
 N_CTX = 2048
+BATCH_SLOTS = 4
+LLAMA_SERVER = Path(__file__).parent / ".cache" / "llama-server"
 console = Console(stderr=True)
 
 
@@ -185,7 +188,7 @@ def start_strata(group: ProcessGroup, paths: dict[str, Path], port: int, work: P
     lines = ["bundled_models = false"]
     for name, path in paths.items():
         lines += [f"[models.{name}]", f'path = "{path}"', f"n_ctx = {N_CTX}", 'load = "startup"']
-        lines += ["max_queue = 64", "batch_slots = 4"]
+        lines += ["max_queue = 64", f"batch_slots = {BATCH_SLOTS}"]
         lines += [f"[models.{name}-single]", f'path = "{path}"', f"n_ctx = {N_CTX}"]
         lines += ['load = "startup"', "max_queue = 64", "batch_slots = 1"]
     config.write_text("\n".join(lines) + "\n")
@@ -302,6 +305,13 @@ def main() -> None:
         help="3 rounds, 32 tokens, concurrency 1,2,4, no llama-cpp logprobs reference",
     )
     parser.add_argument(
+        "--llama-server",
+        type=Path,
+        default=LLAMA_SERVER if LLAMA_SERVER.is_file() else None,
+        help="llama.cpp's llama-server binary (scripts/build-llama-server.sh); default: "
+        "bench/.cache/llama-server if built",
+    )
+    parser.add_argument(
         "--home", type=Path, default=Path(os.environ.get("STRATA_HOME") or default_home())
     )
     args = parser.parse_args()
@@ -324,8 +334,20 @@ def main() -> None:
                 results[name] = single_stream(name, path, url, args, progress)
                 other = start_llama_cpp_server(group, name, path, free_port(), N_CTX, threads)
                 urls = {"strata": url, "strata_single": url, "llama_cpp_server": other}
+                if args.llama_server is not None:
+                    urls["llama_server"] = start_llama_server(
+                        group,
+                        args.llama_server,
+                        name,
+                        path,
+                        free_port(),
+                        N_CTX,
+                        threads,
+                        BATCH_SLOTS,
+                    )
                 results[name]["concurrent"] = concurrency(name, urls, args, progress)
-                group.processes.pop().stop()  # free its memory and cores for the next model
+                for _ in range(len(urls) - 2):  # free their memory and cores for the next model
+                    group.processes.pop().stop()
                 results[name]["prefix_cache"] = prefix_cache(name, url, args, progress)
                 write_json(args.json, results)  # a long run keeps what it measured so far
             if {"small", "big"} <= set(paths):

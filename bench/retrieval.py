@@ -321,6 +321,13 @@ def main() -> None:
         help="Skip tuning: the fusion settings as JSON (a previous run's 'tuned')",
     )
     ap.add_argument("--skip-100k", action="store_true", help="Skip growing to 100k chunks")
+    ap.add_argument(
+        "--holdout",
+        type=int,
+        metavar="SEED",
+        help="Halve --queries (seeded): choose on one half, evaluate the other (overrides the"
+        " --tune-* files)",
+    )
     args = ap.parse_args()
 
     from rich.console import Console
@@ -338,8 +345,14 @@ def main() -> None:
         for q in load_jsonl(args.tune_queries)
         if str(q["_id"]) in tune_qrels
     }
+    if args.holdout is not None:  # one file, two disjoint halves
+        ids = sorted(eval_q)
+        random.Random(args.holdout).shuffle(ids)
+        tune_q = {q: eval_q[q] for q in ids[: len(ids) // 2]}
+        eval_q = {q: eval_q[q] for q in ids[len(ids) // 2 :]}
+        tune_qrels = eval_qrels
     # Query ids are only unique within a file: namespace them when the two files differ.
-    same = args.tune_queries.resolve() == args.queries.resolve()
+    same = args.holdout is not None or args.tune_queries.resolve() == args.queries.resolve()
     tune_q = tune_q if same else {f"t:{q}": t for q, t in tune_q.items()}
     qrels = {**eval_qrels, **{(q if same else f"t:{q}"): r for q, r in tune_qrels.items()}}
     queries = {**eval_q, **tune_q}
@@ -475,7 +488,8 @@ def main() -> None:
                 "tune_queries": len(tune_q),
                 "eval_queries": len(eval_q),
                 "reported_on": str(args.queries),
-                "tuned_on": str(args.tune_queries),
+                "tuned_on": str(args.tune_queries) if args.holdout is None else "the other half",
+                "holdout_seed": args.holdout,
             },
             "tuned": best,
             "query_ms": {"p50": round(median(lat), 2), "p99": round(percentile(lat, 99), 2)},
