@@ -10,6 +10,7 @@ import pytest
 
 from strata.core.errors import InvalidRequest, NotFound
 from strata.features.apps.store import AppStore
+from strata.features.distill.exemplar_store import ExemplarStore
 from strata.features.distill.head import LinearHead
 from strata.features.distill.labels import LabelSet
 from strata.features.distill.runtime import Distill
@@ -116,3 +117,29 @@ def test_a_specialist_trained_on_one_replica_serves_on_the_other(database: Path 
     assert other.serving[("t", "task")].version == version
     for runtime in (trainer, other):
         runtime.store.close()
+
+
+def test_exemplars_kept_judged_and_bounded(database: Path | str) -> None:
+    store = DistillStore(database)
+    exemplars = ExemplarStore(store.db)
+    vector = np.arange(4, dtype=np.float32)
+    exemplars.record("t", "r1", "p1", "a1", "big", 0.9, True, vector, bound=2)
+    exemplars.record("t", "r1", "p1", "again", "big", 0.9, True, None, bound=2)  # once only
+    exemplars.record("t", "r2", "p2", "a2", "small", None, False, None, bound=2)
+    exemplars.record("u", "r3", "p3", "a3", "big", 0.95, True, None, bound=2)
+    assert [(r.response_id, r.answer) for r in exemplars.kept("t")] == [("r1", "a1")]
+    (kept,) = exemplars.kept("t")
+    assert kept.vector is not None and kept.vector.tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert exemplars.counts("t") == {"kept": 1, "candidates": 1}
+    assert not exemplars.judge("t", "r3", True, None, bound=2)  # another tenant's turn
+    assert exemplars.judge("t", "r2", True, "fixed", bound=2)  # a correction keeps it
+    exemplars.save_vector("r2", vector * 2)
+    row = exemplars.row("t", "r2")
+    assert row is not None and row.answer == "fixed" and row.vector is not None
+    assert exemplars.judge("t", "r1", False, None, bound=2)  # a thumbs-down drops it
+    assert [r.response_id for r in exemplars.kept("t")] == ["r2"]
+    for i in range(3):  # only the newest ``bound`` exemplars stay
+        exemplars.record("t", f"n{i}", "p", "a", "big", 0.9, True, None, bound=2)
+    assert [r.response_id for r in exemplars.kept("t")] == ["n1", "n2"]
+    assert exemplars.counts("t") == {"kept": 2, "candidates": 1}
+    store.close()
