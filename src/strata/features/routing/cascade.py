@@ -33,12 +33,7 @@ from strata.core.errors import BackendError, QueueFull
 from strata.core.models.base import Chunk, GenerationRequest, Usage
 from strata.core.pricing import CostMeter
 from strata.core.turn import Generation, RouteOutcome, Turn, TurnResult
-from strata.features.routing.few_shot import (
-    ExemplarLookup,
-    FewShot,
-    answer_confidence,
-    last_tier_request,
-)
+from strata.features.routing.few_shot import ExemplarLookup, FewShot
 from strata.features.routing.first_tier import SpecialistLookup, ask_specialist
 from strata.features.routing.probe import Answer, NoProbe, TierProbe
 from strata.features.routing.settings import RouteSpec
@@ -329,9 +324,8 @@ class Router:
         usage: Usage | None = None
         timings = result.timings
         index = len(self.routes[turn.model].tiers) - 1
-        scored = shots.scores_last_tier(turn.gen)
-        gen = last_tier_request(turn.gen) if scored else turn.gen
-        logprobs, text = [], []
+        scored = shots.scored_answer()
+        gen = scored.request if scored is not None else turn.gen
         with turn.trace.step(f"chat {model}", _tier_attributes(turn.model, index, model)) as span:
             async for chunk in self.engine.generate(
                 model, gen, key=turn.caller.queue, timings=tier_timings, record=self._bill(result)
@@ -341,18 +335,10 @@ class Router:
                 entry["streamed"] = True
                 if chunk.usage is not None:
                     usage = chunk.usage
-                if scored:
-                    text.append(chunk.text)
-                    logprobs.extend(chunk.logprobs or [])
-                    if not turn.gen.params.logprobs:  # asked for the score, not the client
-                        yield replace(chunk, logprobs=None)
-                        continue
-                yield chunk
+                yield scored.see(chunk) if scored is not None else chunk
             entry.update(ran=True, cost=round(self.costs.cost(model, usage), 10))
-            if scored and logprobs:
-                messages = list(turn.gen.messages or [])
-                confidence = await answer_confidence(messages, "".join(text), logprobs)
-                entry["confidence"] = round(confidence, 4)
+            if scored is not None:
+                await scored.report(entry)
             if span.recording and usage is not None:
                 span.set(
                     {

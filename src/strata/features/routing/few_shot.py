@@ -23,7 +23,7 @@ from typing import Any
 
 from strata.core.engine import Engine
 from strata.core.errors import StrataError
-from strata.core.models.base import Backend, GenerationRequest, TokenLogprob
+from strata.core.models.base import Backend, Chunk, GenerationRequest, TokenLogprob
 from strata.core.protocols import Exemplar, ExemplarPick, Exemplars
 from strata.core.turn import Turn
 from strata.features.routing.probe import NoProbe
@@ -118,19 +118,39 @@ class FewShot:
         entry.update(exemplars=[e.id for e in chosen], exemplar_tokens=used)
         return replace(gen, messages=with_exemplars(list(gen.messages or []), chosen))
 
-    def scores_last_tier(self, gen: GenerationRequest) -> bool:
-        return (
-            self.provider is not None
-            and gen.kind == "chat"
-            and self.provider.wants_confidence(self.turn)
-        )
+    def scored_answer(self) -> ScoredAnswer | None:
+        """For a turn whose last-tier answer the provider could keep: that answer, scored."""
+        wanted = self.provider is not None and self.provider.wants_confidence(self.turn)
+        return ScoredAnswer(self.turn) if wanted and self.turn.gen.kind == "chat" else None
 
 
-def last_tier_request(gen: GenerationRequest) -> GenerationRequest:
-    """The last tier's request when its answer is to be scored: with logprobs."""
-    if gen.params.logprobs:
-        return gen
-    return replace(gen, params=replace(gen.params, logprobs=True, top_logprobs=0))
+class ScoredAnswer:
+    """The last tier's answer, asked with logprobs and read for its confidence as it streams;
+    the client sees logprobs only if it asked for them."""
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+        self.text: list[str] = []
+        self.logprobs: list[TokenLogprob] = []
+
+    @property
+    def request(self) -> GenerationRequest:
+        gen = self.turn.gen
+        if gen.params.logprobs:
+            return gen
+        return replace(gen, params=replace(gen.params, logprobs=True, top_logprobs=0))
+
+    def see(self, chunk: Chunk) -> Chunk:
+        self.text.append(chunk.text)
+        self.logprobs.extend(chunk.logprobs or [])
+        return chunk if self.turn.gen.params.logprobs else replace(chunk, logprobs=None)
+
+    async def report(self, entry: dict[str, Any]) -> None:
+        """The answer's confidence, in the tier's trail ``entry``."""
+        if self.logprobs:
+            messages = list(self.turn.gen.messages or [])
+            confidence = await answer_confidence(messages, "".join(self.text), self.logprobs)
+            entry["confidence"] = round(confidence, 4)
 
 
 async def answer_confidence(
