@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -143,3 +144,19 @@ def test_exemplars_kept_judged_and_bounded(database: Path | str) -> None:
     assert [r.response_id for r in exemplars.kept("t")] == ["n1", "n2"]
     assert exemplars.counts("t") == {"kept": 2, "candidates": 1}
     store.close()
+
+
+def test_an_exemplar_kept_on_one_replica_is_picked_on_the_other(database: Path | str) -> None:
+    if not str(database).startswith("postgresql://"):
+        pytest.skip("one SQLite file has one serving process")
+    keeper, other = (Distill(database, DistillSettings(exemplars=True), 0.05) for _ in range(2))
+    vector = np.ones(4, dtype=np.float32) / 2
+    assert asyncio.run(other.exemplars._index("t")).ids == []  # loaded, and empty
+    keeper.exemplars.store.record("t", "r1", "p", "a", "big", 0.9, True, vector, bound=5)
+    deadline = time.monotonic() + 2  # the notice is near-instant; the machine may be busy
+    while "t" in other.exemplars._indexes:  # the notice drops the stale index
+        assert time.monotonic() < deadline, "the other replica kept its stale exemplars"
+        time.sleep(0.002)
+    assert asyncio.run(other.exemplars._index("t")).ids == ["r1"]
+    for runtime in (keeper, other):
+        runtime.store.close()
