@@ -292,7 +292,7 @@ def table(result: dict[str, Any]) -> None:
     Console(width=110).print(t)
     pool = result["pool"]
     print(
-        f"pool: {args_line(result)}; big tier right on {pool['big_acc']:.1%} of"
+        f"{args_line(result)}. Pool: big tier right on {pool['big_acc']:.1%} of"
         f" {pool['items']}; kept {pool['kept']} by the confidence rule, {pool['kept_right']}"
         f" of them right; exemplars offered to {result['with_exemplars_share']:.0%} of eval"
         f" items; gained {result['gained']}, lost {result['lost']} (McNemar p ="
