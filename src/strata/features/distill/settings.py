@@ -56,7 +56,7 @@ class DistillSettings(BaseModel):
     exemplars: bool = Field(
         False,
         description="Few-shot exemplars for open-ended traffic: kept big-tier answers put in"
-        " the small tier's prompt (off: did not lift the 0.5B on GSM8K, see the README)",
+        " the small tier's prompt (off until shown to lift the 0.5B on GSM8K: README)",
     )
     exemplars_k: int = Field(3, ge=1, le=16, description="At most this many per request")
     exemplars_min_similarity: float = Field(
