@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from strata.core.errors import InvalidRequest, NotFound
 from strata.features.apps.store import AppStore
+from strata.features.distill.exemplar_store import ExemplarStore
 from strata.features.distill.head import LinearHead
 from strata.features.distill.labels import LabelSet
 from strata.features.distill.runtime import Distill
@@ -115,4 +117,46 @@ def test_a_specialist_trained_on_one_replica_serves_on_the_other(database: Path 
         time.sleep(0.002)
     assert other.serving[("t", "task")].version == version
     for runtime in (trainer, other):
+        runtime.store.close()
+
+
+def test_exemplars_kept_judged_and_bounded(database: Path | str) -> None:
+    store = DistillStore(database)
+    exemplars = ExemplarStore(store.db)
+    vector = np.arange(4, dtype=np.float32)
+    exemplars.record("t", "r1", "p1", "a1", "big", 0.9, True, vector, bound=2)
+    exemplars.record("t", "r1", "p1", "again", "big", 0.9, True, None, bound=2)  # once only
+    exemplars.record("t", "r2", "p2", "a2", "small", None, False, None, bound=2)
+    exemplars.record("u", "r3", "p3", "a3", "big", 0.95, True, None, bound=2)
+    assert [(r.response_id, r.answer) for r in exemplars.kept("t")] == [("r1", "a1")]
+    (kept,) = exemplars.kept("t")
+    assert kept.vector is not None and kept.vector.tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert exemplars.counts("t") == {"kept": 1, "candidates": 1}
+    assert not exemplars.judge("t", "r3", True, None, bound=2)  # another tenant's turn
+    assert exemplars.judge("t", "r2", True, "fixed", bound=2)  # a correction keeps it
+    exemplars.save_vector("r2", vector * 2)
+    row = exemplars.row("t", "r2")
+    assert row is not None and row.answer == "fixed" and row.vector is not None
+    assert exemplars.judge("t", "r1", False, None, bound=2)  # a thumbs-down drops it
+    assert [r.response_id for r in exemplars.kept("t")] == ["r2"]
+    for i in range(3):  # only the newest ``bound`` exemplars stay
+        exemplars.record("t", f"n{i}", "p", "a", "big", 0.9, True, None, bound=2)
+    assert [r.response_id for r in exemplars.kept("t")] == ["n1", "n2"]
+    assert exemplars.counts("t") == {"kept": 2, "candidates": 1}
+    store.close()
+
+
+def test_an_exemplar_kept_on_one_replica_is_picked_on_the_other(database: Path | str) -> None:
+    if not str(database).startswith("postgresql://"):
+        pytest.skip("one SQLite file has one serving process")
+    keeper, other = (Distill(database, DistillSettings(exemplars=True), 0.05) for _ in range(2))
+    vector = np.ones(4, dtype=np.float32) / 2
+    assert asyncio.run(other.exemplars._index("t")).ids == []  # loaded, and empty
+    keeper.exemplars.store.record("t", "r1", "p", "a", "big", 0.9, True, vector, bound=5)
+    deadline = time.monotonic() + 2  # the notice is near-instant; the machine may be busy
+    while "t" in other.exemplars._indexes:  # the notice drops the stale index
+        assert time.monotonic() < deadline, "the other replica kept its stale exemplars"
+        time.sleep(0.002)
+    assert asyncio.run(other.exemplars._index("t")).ids == ["r1"]
+    for runtime in (keeper, other):
         runtime.store.close()

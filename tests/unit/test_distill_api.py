@@ -75,7 +75,8 @@ def test_specialists_learn_over_http_and_are_listed(
 
     app.state.kernel.events.on_feedback(hear)
     with httpx.Client(base_url=live.root, timeout=30) as http:
-        assert http.get("/v1/specialists").json() == {"object": "list", "data": []}
+        empty = http.get("/v1/specialists").json()
+        assert empty["data"] == [] and empty["exemplars"]["kept"] == 0
         answers = [
             _chat(http, engine, text_for(LABELS[i % 2], i), LABELS[i % 2]) for i in range(40)
         ]

@@ -13,6 +13,10 @@
   trained on the big tier's answers): asked before any model, it answers a turn it knows
   with a calibrated confidence and its own threshold; the router keeps the answer when the
   confidence reaches the threshold and runs the cascade as before otherwise.
+- ``Exemplars``: worked examples for a route's lower tiers (the distill feature's kept
+  big-tier answers): asked before a lower tier runs, it returns the caller's most similar
+  ones, which the router fits into that tier's prompt as few-shot pairs; it also says which
+  turns' last-tier answers it would keep, so the router scores those.
 - ``TurnEvents``: ``strata.core.events`` (subscribe to ``TurnCompleted``, ``FeedbackGiven``).
 - ``KeyRegistry``: API keys issued at run time (the keys feature), which the HTTP edge
   consults beside the configured ``api_keys`` and ``admin_keys`` to authenticate a request.
@@ -37,6 +41,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Embeddings",
+    "Exemplar",
+    "ExemplarPick",
+    "Exemplars",
     "KeyRegistry",
     "KnowledgeSearch",
     "ModelPool",
@@ -139,4 +146,37 @@ class Specialist(Protocol):
     async def answer(self, route: str, turn: Turn) -> SpecialistAnswer | None:
         """An answer for ``turn`` sent to ``route``, or ``None`` when no specialist of the
         caller's tenant knows this kind of request (the cascade then runs as before)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    """A worked example: a request (``prompt``, the user's message) and the answer kept for
+    it; ``id`` is the response id of the turn it came from; ``similarity`` its cosine to the
+    request at hand."""
+
+    id: str
+    prompt: str
+    answer: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class ExemplarPick:
+    """The exemplars offered for one request, most similar first, and the most prompt tokens
+    they may add (the router also keeps them within the tier's context window)."""
+
+    exemplars: tuple[Exemplar, ...]
+    budget_tokens: int
+
+
+class Exemplars(Protocol):
+    def wants_confidence(self, turn: Turn) -> bool:
+        """Whether the last tier's answer to ``turn`` could become an exemplar: the router
+        then asks that tier for logprobs and reports its confidence in the route report."""
+        ...
+
+    async def pick(self, turn: Turn) -> ExemplarPick | None:
+        """The caller's tenant's exemplars most like ``turn``, or ``None`` when there are
+        none above the similarity floor (or exemplars are off)."""
         ...

@@ -1,7 +1,8 @@
 """REST endpoints of the distill feature, scoped to the caller's tenant:
 
 GET  /v1/specialists            each closed-set task seen, its serving specialist, held-out
-                                accuracy against the big tier and the share of traffic it answers
+                                accuracy against the big tier and the share of traffic it answers;
+                                ``exemplars``: how many the tenant has kept, and their settings
 POST /v1/specialists/distill    ``{"route": NAME}``: train that route's specialists now
 """
 
@@ -26,7 +27,8 @@ def _distill(request: Request) -> Distill:
 async def specialists(request: Request, who: CallerDep) -> dict[str, Any]:
     distill = _distill(request)
     data = await distill.store.db.run(distill.listing, who.tenant)
-    return {"object": "list", "data": data}
+    exemplars = await distill.store.db.run(distill.exemplars.listing, who.tenant)
+    return {"object": "list", "data": data, "exemplars": exemplars}
 
 
 class DistillIn(BaseModel):

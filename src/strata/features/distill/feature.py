@@ -1,6 +1,7 @@
 """Distillation as a strata feature: the ``[distill]`` settings, the specialists (provided as
 ``strata.core.protocols.Specialist``, which the router asks before a route's first tier),
-their training from ``TurnCompleted`` and ``FeedbackGiven``, ``GET /v1/specialists``,
+their training from ``TurnCompleted`` and ``FeedbackGiven``, the exemplars of open-ended
+traffic (provided as ``strata.core.protocols.Exemplars``), ``GET /v1/specialists``,
 ``POST /v1/specialists/distill`` and ``strata specialists`` / ``strata distill``."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from strata.core.feature import Feature
-from strata.core.protocols import Specialist
+from strata.core.protocols import Exemplars, Specialist
 from strata.features.distill.settings import DistillSettings
 
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ def build_distill(kernel: Kernel) -> Distill:
     kernel.provide(Specialist, distill)  # type: ignore[type-abstract]
     kernel.events.subscribe(distill.on_turn)
     kernel.events.on_feedback(distill.on_feedback)
+    kernel.provide(Exemplars, distill.exemplars)  # type: ignore[type-abstract]
+    kernel.events.subscribe(distill.exemplars.on_turn)
+    kernel.events.on_feedback(distill.exemplars.on_feedback)
     return distill
 
 

@@ -1,6 +1,7 @@
 """The distill feature's runtime: it watches closed-set routed turns, keeps what the big tier
 answered (and what users corrected), trains specialists in the background, and answers as
-the routes' first tier (``strata.core.protocols.Specialist``).
+the routes' first tier (``strata.core.protocols.Specialist``). Open-ended turns feed its
+exemplars (``exemplars.ExemplarBank``) instead.
 
 Specialists are per tenant: the key is (tenant, route + label set). A trained one is swapped
 into ``self.serving`` by one assignment, so requests see the old or the new one, never a
@@ -25,6 +26,7 @@ from strata.core.errors import NotFound
 from strata.core.events import FeedbackGiven
 from strata.core.protocols import SpecialistAnswer
 from strata.core.turn import Turn, TurnCompleted
+from strata.features.distill.exemplars import ExemplarBank
 from strata.features.distill.head import LinearHead
 from strata.features.distill.labels import LabelSet, label_name, label_set, request_text
 from strata.features.distill.settings import DistillSettings
@@ -60,6 +62,8 @@ class Distill:
         self._label_names: dict[str, tuple[npt.NDArray[np.float32], list[str]]] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        # Open-ended traffic: kept big-tier answers as the small tier's worked examples.
+        self.exemplars = ExemplarBank(self.store.db, settings, lambda: self.embedder)
 
     def _stored(self) -> dict[tuple[str, str], Serving]:
         return {
@@ -305,9 +309,10 @@ class Distill:
         return out
 
     async def drain(self) -> None:
-        """Wait for background trainings (tests; shutdown)."""
+        """Wait for background trainings and exemplar embeddings (tests; shutdown)."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+        await self.exemplars.drain()
 
     async def shutdown(self) -> None:
         await self.drain()

@@ -2,7 +2,8 @@
 *observation*: the request text, who answered, what it answered), the training label each
 earned (the big tier's answer, or the user's correction through feedback), and every
 specialist trained (its weights, held-out accuracy and threshold; ``active`` marks the one
-serving). One SQLite file, ``$STRATA_HOME/distill.db``.
+serving), and the open-ended turns exemplars come from (``exemplar_store``). One SQLite file,
+``$STRATA_HOME/distill.db``, or the distill schema of the PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -70,6 +71,25 @@ MIGRATIONS = [
         """
         ALTER TABLE specialists ADD COLUMN gold INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE specialists ADD COLUMN report TEXT;
+        """,
+    ),
+    # Open-ended turns that are (or, given a thumbs-up, may become) exemplars: see exemplar_store.
+    Migration(
+        3,
+        """
+        CREATE TABLE exemplars (
+            response_id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            tier TEXT NOT NULL,
+            confidence REAL,
+            kept INTEGER NOT NULL,
+            source TEXT,
+            vector BLOB,
+            created REAL NOT NULL
+        );
+        CREATE INDEX exemplars_tenant ON exemplars (tenant, kept, created);
         """,
     ),
 ]

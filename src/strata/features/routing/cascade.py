@@ -12,7 +12,8 @@ is skipped, and the answer comes from the best tier that did answer, marked ``de
 If the last tier fails after a lower tier has answered, that answer is returned.
 
 A specialist (``strata.core.protocols.Specialist``, see ``first_tier``) is asked before the
-first tier; when it is confident enough it answers and no model runs.
+first tier; when it is confident enough it answers and no model runs. Lower tiers may get
+worked examples in their prompt, and the last tier's answer a confidence (``few_shot``).
 
 Every decision is reported in ``result.report["route"]`` (typed for the ledger in
 ``result.route``): each tier's confidence, threshold, cost and outcome, the reason for the
@@ -32,6 +33,7 @@ from strata.core.errors import BackendError, QueueFull
 from strata.core.models.base import Chunk, GenerationRequest, Usage
 from strata.core.pricing import CostMeter
 from strata.core.turn import Generation, RouteOutcome, Turn, TurnResult
+from strata.features.routing.few_shot import ExemplarLookup, FewShot
 from strata.features.routing.first_tier import SpecialistLookup, ask_specialist
 from strata.features.routing.probe import Answer, NoProbe, TierProbe
 from strata.features.routing.settings import RouteSpec
@@ -51,12 +53,14 @@ class Router:
         costs: CostMeter,
         tuning: dict[str, RouteTuning] | None = None,
         specialist: SpecialistLookup | None = None,
+        exemplars: ExemplarLookup | None = None,
     ) -> None:
         self.engine = engine
         self.routes = routes
         self.costs = costs
         self.tuning = tuning or {}
         self.specialist = specialist  # looked up per turn: a new one serves without restart
+        self.exemplars = exemplars
 
     def handles(self, model: str) -> bool:
         return model in self.routes
@@ -147,6 +151,7 @@ class Router:
         kept: tuple[int, Answer, float | None] | None = None  # tier, answer, confidence
         first = 0
         reason = ""
+        shots = FewShot(self.exemplars, turn)
 
         special = await ask_specialist(
             self.specialist, self.engine, self.costs, name, tiers[-1], turn, result
@@ -189,7 +194,7 @@ class Router:
                 result.answered_by = model  # before the first chunk: streams name it at once
                 try:
                     async for chunk in self._stream_last(
-                        turn, result, model, entry, tier_timings, started
+                        turn, result, model, entry, tier_timings, started, shots
                     ):
                         yield chunk
                 except (BackendError, QueueFull) as exc:
@@ -215,7 +220,9 @@ class Router:
                 result.answered_by = model
                 result.route = _outcome(info)
                 return
-            gen = self._scoring_request(turn.gen, signal)
+            gen = self._scoring_request(
+                await shots.request(self.engine, model, turn.gen, entry), signal
+            )
             span = turn.trace.step(f"chat {model}", _tier_attributes(name, index, model))
             try:
                 answer = await self.collect(model, gen, turn, result, tier_timings)
@@ -312,25 +319,26 @@ class Router:
         entry: dict[str, Any],
         tier_timings: Timings,
         started: float,
+        shots: FewShot,
     ) -> AsyncGenerator[Chunk, None]:
         usage: Usage | None = None
         timings = result.timings
         index = len(self.routes[turn.model].tiers) - 1
+        scored = shots.scored_answer()
+        gen = scored.request if scored is not None else turn.gen
         with turn.trace.step(f"chat {model}", _tier_attributes(turn.model, index, model)) as span:
             async for chunk in self.engine.generate(
-                model,
-                turn.gen,
-                key=turn.caller.queue,
-                timings=tier_timings,
-                record=self._bill(result),
+                model, gen, key=turn.caller.queue, timings=tier_timings, record=self._bill(result)
             ):
                 if timings.ttft_s is None or not entry.get("streamed"):
                     timings.ttft_s = time.perf_counter() - started
                 entry["streamed"] = True
                 if chunk.usage is not None:
                     usage = chunk.usage
-                yield chunk
+                yield scored.see(chunk) if scored is not None else chunk
             entry.update(ran=True, cost=round(self.costs.cost(model, usage), 10))
+            if scored is not None:
+                await scored.report(entry)
             if span.recording and usage is not None:
                 span.set(
                     {

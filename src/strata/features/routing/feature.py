@@ -1,5 +1,6 @@
 """Routing as a strata feature: the router (a dispatcher for ``auto`` and the configured
-routes, with any ``Specialist`` another feature provides as its first tier) and the ledger
+routes, with any ``Specialist`` another feature provides as its first tier and any
+``Exemplars`` it provides in its lower tiers' prompts) and the ledger
 (a ``TurnCompleted`` subscriber), over the kernel's cost meter."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from strata.core.feature import Feature
-from strata.core.protocols import Specialist
+from strata.core.protocols import Exemplars, Specialist
 from strata.core.settings import CoreSettings
 from strata.features.routing.settings import RouteSpec
 
@@ -46,6 +47,7 @@ class Routing:
             self.costs,
             load_tuning(settings.home),
             specialist=lambda: kernel.lookup(Specialist),  # type: ignore[type-abstract]
+            exemplars=lambda: kernel.lookup(Exemplars),  # type: ignore[type-abstract]
         )
         self.ledger = Ledger(ledger_path(settings))
         kernel.service.add_dispatcher(self.router)
