@@ -36,8 +36,8 @@ $(llama_stamp): | $(BIN)/python
 
 # llama.cpp's own server (the peer in bench/local_speed.py), from the same source and flags.
 llama-server: bench/.cache/llama-server
-bench/.cache/llama-server:
-	sh scripts/build-llama-server.sh $(LLAMA_VERSION) '$(LLAMA_CMAKE_ARGS)' $@
+bench/.cache/llama-server: | $(BIN)/python
+	PYTHON=$(BIN)/python sh scripts/build-llama-server.sh $(LLAMA_VERSION) '$(LLAMA_CMAKE_ARGS)' $@
 
 # System packages pip cannot install (bubblewrap, chromium, postgresql); a no-op when present.
 system-deps:

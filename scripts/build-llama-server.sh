@@ -4,13 +4,14 @@
 # races at concurrency. Only the server target is built (about ten minutes on two cores); no
 # network beyond PyPI (the sdist), no curl or OpenSSL (the bench loads a local GGUF over plain
 # HTTP). The build stays beside the link: the binary finds its shared libraries there.
+# PYTHON: an interpreter with pip (make passes the venv's).
 set -eu
 version=$1 cmake_args=$2 out=$3
 [ -x "$out" ] && exit 0
 mkdir -p "$(dirname "$out")"
 work="$(cd "$(dirname "$out")" && pwd)/llama-server-$version"
 rm -rf "$work" && mkdir -p "$work"
-python3 -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$work"
+"${PYTHON:-python3}" -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$work"
 tar xzf "$work/llama_cpp_python-$version.tar.gz" -C "$work"
 src="$work/llama_cpp_python-$version/vendor/llama.cpp"
 # shellcheck disable=SC2086  # the flags are a list
