@@ -107,3 +107,16 @@ def test_prefix_cache_restores_a_long_prompt_after_other_requests(plain: LlamaBa
     cached, fresh, restored = asyncio.run(run())
     assert restored == 1
     assert cached == fresh
+
+
+def test_exemplar_pair_tokens_render_with_a_real_chat_template(plain: LlamaBackend) -> None:
+    """Qwen's template reads ``messages[0]``: the pair's cost is counted after a system
+    message, never on an empty list (which raised inside the template)."""
+    from strata.core.protocols import Exemplar
+    from strata.features.routing.few_shot import pair_tokens
+
+    asyncio.run(plain.load())
+    exemplar = Exemplar(id="r1", prompt="What is 2 + 2?", answer="2 + 2 = 4.", similarity=0.9)
+    cost = pair_tokens(plain)(exemplar)
+    assert 8 <= cost <= 40
+    assert pair_tokens(plain)(Exemplar("r2", "x " * 50, "y", 0.9)) > cost

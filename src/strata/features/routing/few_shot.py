@@ -42,10 +42,12 @@ def pair(exemplar: Exemplar) -> list[dict[str, Any]]:
 
 def pair_tokens(backend: Backend) -> Callable[[Exemplar], int]:
     """What an exemplar's pair adds to a prompt for ``backend``: its messages counted with
-    the chat template, less what the template adds to any prompt (headers, a default
-    system message)."""
-    fixed = backend.count_messages([])
-    return lambda exemplar: backend.count_messages(pair(exemplar)) - fixed
+    the chat template after an empty system message, less that message alone (templates read
+    ``messages[0]``, so an empty list does not render, and a leading system message keeps a
+    template from adding its default one to one count only)."""
+    lead = [{"role": "system", "content": ""}]
+    fixed = backend.count_messages(lead)
+    return lambda exemplar: backend.count_messages([*lead, *pair(exemplar)]) - fixed
 
 
 def fit(
