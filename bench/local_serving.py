@@ -28,12 +28,11 @@ PREFIX_RULES = 70  # ~1,000 tokens of system prompt
 CONTENT = re.compile(rb'"content": ?"[^"]')
 
 
-def stream_chat(url: str, body: dict[str, Any]) -> tuple[float, int, float]:
-    """One streamed chat completion: (time to first content, completion tokens, total s)."""
+def open_stream(url: str, body: dict[str, Any], timeout: float) -> http.client.HTTPResponse:
+    """POST a streamed chat completion on a fresh connection (the other sides of a race run
+    longer than keep-alive lasts); a non-200 ends the benchmark with the server's answer."""
     parts = urlsplit(url)
-    body = {**body, "stream": True, "stream_options": {"include_usage": True}}
-    start = time.perf_counter()
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=1800)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
     conn.request(
         "POST",
         parts.path + "/chat/completions",
@@ -43,6 +42,14 @@ def stream_chat(url: str, body: dict[str, Any]) -> tuple[float, int, float]:
     response = conn.getresponse()
     if response.status != 200:
         raise SystemExit(f"{url} answered {response.status}: {response.read()!r}")
+    return response
+
+
+def stream_chat(url: str, body: dict[str, Any]) -> tuple[float, int, float]:
+    """One streamed chat completion: (time to first content, completion tokens, total s)."""
+    body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    start = time.perf_counter()
+    response = open_stream(url, body, timeout=1800)
     ttft, tokens, pieces = None, 0, 0
     for line in response:
         if CONTENT.search(line):
@@ -53,7 +60,7 @@ def stream_chat(url: str, body: dict[str, Any]) -> tuple[float, int, float]:
             usage = json.loads(line[6:])["usage"]
             if usage:
                 tokens = int(usage["completion_tokens"])
-    conn.close()
+    response.close()
     total = time.perf_counter() - start
     # llama-cpp-python's server sends no usage when streaming: one content chunk per token.
     return ttft or total, tokens or pieces, total

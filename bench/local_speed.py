@@ -17,7 +17,6 @@ decoding), with the draft's acceptance rate.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import sys
@@ -26,7 +25,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.progress import Progress
@@ -34,9 +32,11 @@ from rich.table import Table
 
 from _common import ProcessGroup, free_port, interrupts_end_the_run, median, wait_http, write_json
 from local_serving import (
+    CONTENT,
     SPECULATIVE_PROMPTS,
     aggregate_tps,
     concurrent_prompts,
+    open_stream,
     prefix_ttft,
     print_serving_tables,
     speculative_direct,
@@ -146,7 +146,6 @@ def strata_runner(
     """Streams from strata with a deliberately thin client (stdlib http.client, JSON parsed
     only for the final usage event): on 2 cores the client's own CPU would otherwise be
     charged to strata, since it competes with llama.cpp's threads."""
-    parts = urlsplit(url)
 
     def run(messages: list[dict[str, str]], max_tokens: int) -> Sample:
         body: dict[str, Any] = {
@@ -161,19 +160,8 @@ def strata_runner(
             body.update(logprobs=True, top_logprobs=5)
 
         def events() -> Iterator[tuple[str, dict[str, Any] | None]]:
-            # A fresh connection each time: the other sides run longer than keep-alive lasts.
-            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=600)
-            conn.request(
-                "POST",
-                parts.path + "/chat/completions",
-                body=json.dumps(body),
-                headers={"Content-Type": "application/json"},
-            )
-            response = conn.getresponse()
-            if response.status != 200:
-                raise SystemExit(f"strata answered {response.status}: {response.read()!r}")
-            for line in response:
-                if b'"content":"' in line and b'"content":""' not in line:
+            for line in open_stream(url, body, timeout=600):
+                if CONTENT.search(line):
                     yield "t", None
                 elif line.startswith(b"data: {") and b'"usage":{' in line:
                     yield "", json.loads(line[6:])["usage"]
