@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -215,3 +217,32 @@ def test_users_labels_stop_a_wrong_big_tier_being_copied(stack: Stack) -> None:
     report = json.loads(rows[0]["report"])
     assert report["source"] == "feedback" and report["swap_judged_on"] == "users"
     assert report["route_accuracy"] < 0.8
+
+
+def test_examples_that_arrive_during_a_training_start_the_next_one(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A training held open while ten more answers arrive: when it ends, the flywheel trains
+    again on all twenty, rather than waiting for the next request to notice them."""
+    from strata.features.distill import runtime, trainer
+
+    release = threading.Event()
+    real_train = trainer.train
+
+    def slow_train(*args: Any, **kwargs: Any) -> Any:
+        release.wait(10)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(runtime, "train", slow_train)  # the name runtime calls
+
+    async def scenario() -> None:
+        for i in range(20):  # the 10th starts a training; the next ten arrive during it
+            await big_answers(stack, LABELS[i % 2], text_for(LABELS[i % 2], i))
+        release.set()
+        await distill_of(stack).drain()
+
+    asyncio.run(scenario())
+    tenant = tenant_of("key:alice")
+    (task,) = distill_of(stack).store.tasks(tenant)
+    assert distill_of(stack).store.trainings(tenant, task) == 2
+    assert distill_of(stack).store.last_training(tenant, task)[0] == 20

@@ -59,6 +59,9 @@ class Distill:
         self._embedder: Embedder | None = None
         self._vectors: dict[str, npt.NDArray[np.float32]] = {}  # response id → its embedding
         self._training: set[tuple[str, str]] = set()
+        # examples that arrived while their task trained: checked again when it ends, so the
+        # last ones are never left waiting for the next request
+        self._stale: set[tuple[str, str]] = set()
         self._label_names: dict[str, tuple[npt.NDArray[np.float32], list[str]]] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -177,6 +180,7 @@ class Distill:
     def _maybe_train(self, tenant: str, task: str) -> None:
         key = (tenant, task)
         if key in self._training:
+            self._stale.add(key)
             return
         labelled = self.store.labelled_count(tenant, task)
         examples, gold = self.store.last_training(tenant, task)
@@ -195,6 +199,9 @@ class Distill:
                 log.exception("training the specialist %s for %s failed", task, tenant)
             finally:
                 self._training.discard(key)
+                if key in self._stale:
+                    self._stale.discard(key)
+                    self._maybe_train(tenant, task)
 
         job = asyncio.ensure_future(run())
         self._background.add(job)
