@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import sys
 from pathlib import Path
@@ -42,6 +41,7 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a file, too
 
+from bench import _outcome_table as outcome_table
 from bench._common import REPO_ROOT, write_json
 
 from strata.core.embeddings import MiniLMEmbedder
@@ -49,10 +49,16 @@ from strata.core.engine import Engine
 from strata.core.settings import MINILM_REPO, load_settings
 from strata.features.routing import calibrate as cal
 from strata.features.routing.grading import outcomes as grade
-from strata.features.routing.outcomes import Cache, Item, cache_dir, load_items, run_all
+from strata.features.routing.outcomes import (
+    Cache,
+    Item,
+    cache_dir,
+    load_items,
+    model_sha256,
+    run_all,
+)
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "routing"
-DEFAULT_TABLE = REPO_ROOT / "bench" / "caches" / "routing-outcomes" / "outcomes.jsonl"
 Array = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
 Rows = npt.NDArray[np.intp]
@@ -65,6 +71,7 @@ async def collect(args: argparse.Namespace, items: list[Item]) -> list[dict[str,
     settings = load_settings(args.config)
     engine = Engine(settings)
     try:
+        models = {t: model_sha256(engine, t)[:16] for t in ("small", "big")}
         records = await run_all(
             Cache(cache_dir(settings.home), engine), items, "small", "big", cached_only=True
         )
@@ -73,35 +80,8 @@ async def collect(args: argparse.Namespace, items: list[Item]) -> list[dict[str,
     kept = [i for i in items if i.id in records]
     graded = await grade(kept, records, settings.cpu_hour_usd, args.seed)
     return [
-        {
-            "id": o.id,
-            "task": item.task,
-            "small_ok": o.small_ok,
-            "big_ok": o.big_ok,
-            "scores": {k: round(v, 5) for k, v in o.scores.items()},
-            "small_cost": o.small_cost,
-            "big_cost": o.big_cost,
-            "extra_cost": o.extra_cost,
-        }
+        outcome_table.row(item, o, records[item.id], models)
         for item, o in zip(kept, graded, strict=True)
-    ]
-
-
-def to_outcomes(rows: list[dict[str, Any]], items: dict[str, Item]) -> list[cal.Outcome]:
-    from strata.features.routing.features import prompt_features
-
-    return [
-        cal.Outcome(
-            r["id"],
-            r["scores"],
-            prompt_features(items[r["id"]].messages),
-            r["small_ok"],
-            r["big_ok"],
-            r["small_cost"],
-            r["big_cost"],
-            r["extra_cost"],
-        )
-        for r in rows
     ]
 
 
@@ -247,17 +227,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     limits = dict((k, int(v)) for k, v in (s.split("=") for s in args.task_limit))
     items = load_items(args.data, args.limit, args.seed, limits)
     if args.from_table:
-        rows = [json.loads(line) for line in args.table.read_text().splitlines() if line]
+        rows = list(outcome_table.read(args.table).values())
     else:
         rows = asyncio.run(collect(args, items))
-        args.table.parent.mkdir(parents=True, exist_ok=True)
-        args.table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        outcome_table.write(args.table, rows)
         print(f"wrote {len(rows)} outcomes to {args.table}", file=sys.stderr)
     by_id = {i.id: i for i in items}
     rows = [r for r in rows if r["id"] in by_id]
     if len(rows) < 4 * args.folds:
         raise SystemExit(f"only {len(rows)} items have every model call cached")
-    outcomes = to_outcomes(rows, by_id)
+    outcomes = [outcome_table.to_outcome(r, by_id[r["id"]]) for r in rows]
     tasks = [r["task"] for r in rows]
     texts = [str(by_id[r["id"]].messages[-1]["content"]) for r in rows]
     emb = MiniLMEmbedder(MINILM_REPO, 64, 128).embed(texts).astype(np.float64)
@@ -319,7 +298,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--config", type=Path, help="strata settings file")
-    parser.add_argument("--table", type=Path, default=DEFAULT_TABLE)
+    parser.add_argument("--table", type=Path, default=outcome_table.TABLE)
     parser.add_argument(
         "--from-table", action="store_true", help="score the committed table, run nothing"
     )

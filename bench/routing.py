@@ -1,19 +1,29 @@
-"""Routing benchmark: how much of the big model's quality a cascade keeps, and at what cost.
+"""Routing benchmark: how much of the big model's quality the product route keeps, and at what cost.
 
-    python bench/routing.py [--data DIR] [--limit N] [--seed S] --json OUT
+    python bench/routing.py [--calib DIR] [--calib-limit N] [--data DIR] [--limit N]
+                            [--seed S] --json OUT
 
 Runs the small and the big model (default: the bundled 0.5B and 1.5B) on a fixed seeded
-sample of ``--limit`` items spread evenly over the task files in DIR (default
-``../shared/data/routing``), caching every call (model file sha256 + request), so a rerun
-only re-scores. Items are split in two, alternately within each task: the calibration half
-fits thresholds, the learned router and the signal combiner; every figure is measured on the
-evaluation half. Routers see only the request, never an item's task or answer.
+sample of ``--calib-limit`` items spread evenly over the task files in ``--calib`` (default
+``../shared/data/routing``) and of ``--limit`` items from ``--data`` (default the same
+folder), caching every call (model file sha256 + request), so a rerun only re-scores. The
+calibration items fit everything the route learns: each signal's threshold, the learned
+router, the signal combiner and its prefilter, and the specialists (trained on the big
+tier's answers only); every figure is measured on the ``--data`` items. When both folders
+are the same, the evaluated items are drawn from past the calibration items in each task's
+seeded order, so none is ever learned from. Routers see only the request, never an item's
+task or answer.
 
-For small alone, big alone, random routing at the same big-call share (its expectation,
-small + share × (big − small)), each confidence signal, the learned router and the
-combined router it reports accuracy, share of requests reaching the big model, cost per
-1k requests (measured CPU seconds × cpu_hour_usd), PGR at the calibrated threshold, APGR
-and CPT(50/80/95 %), and plots the cost–quality curves to a PNG next to the JSON.
+The product route: a specialist answers first where its label set recurs (bench/_routing_
+product.py), the calibrated combined cascade decides small or big for the rest; exemplars
+are off, the product's default (they did not lift the 0.5B on GSM8K: bench/exemplars.py).
+Beside it, in the same run, ``baselines``: the answer-probability cascade (the small answer's
+own probability, threshold fitted on the calibration items), random routing and the oracle;
+and each confidence signal, the learned router and the combined cascade alone. For each:
+accuracy, share of requests reaching the big model, cost per 1k requests (measured CPU
+seconds × cpu_hour_usd), PGR at the calibrated threshold, APGR and CPT(50/80/95 %); a
+per-task table; the routing decision's own time against the small tier's; and the
+cost–quality curves as a PNG next to the JSON.
 """
 
 from __future__ import annotations
@@ -21,34 +31,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import _outcome_table as outcome_table
+from bench import _routing_product as product
 from bench._common import REPO_ROOT, write_json
+from bench._routing_report import TARGET, plot, table
 
 from strata.core.engine import Engine
 from strata.core.settings import load_settings
+from strata.features.distill.settings import DistillSettings
 from strata.features.routing import calibrate as cal
+from strata.features.routing.features import prompt_features
 from strata.features.routing.grading import SIGNALS, outcomes
-from strata.features.routing.outcomes import Cache, Item, cache_dir, load_items, run_all
+from strata.features.routing.logistic import Logistic
+from strata.features.routing.outcomes import (
+    Cache,
+    Item,
+    cache_dir,
+    load_items,
+    model_sha256,
+    run_all,
+)
+from strata.features.routing.signals.combined import logit
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "routing"
 COMBINED_PARTS = [*SIGNALS, "learned"]
 CHEAP_PARTS = [p for p in COMBINED_PARTS if p != "consistency"]  # no extra samples
-TARGET = 0.95
-
-
-def split(items: list[Item]) -> tuple[list[Item], list[Item]]:
-    """Alternate items within each task: even positions calibrate, odd ones evaluate."""
-    seen: dict[str, int] = defaultdict(int)
-    calib, evaluation = [], []
-    for item in items:
-        (calib if seen[item.task] % 2 == 0 else evaluation).append(item)
-        seen[item.task] += 1
-    return calib, evaluation
 
 
 def evaluate(
@@ -93,7 +106,28 @@ def evaluate(
     }
 
 
-def run_routers(calib: list[cal.Outcome], evaluation: list[cal.Outcome]) -> dict[str, Any]:
+@dataclass
+class Cascade:
+    """The calibrated combined cascade as the product runs it, for the product route."""
+
+    learned: Logistic
+    combiner: Logistic
+    parts: list[str]
+    below: float  # the prefilter: a learned score under it goes straight to the big model
+
+    def score(self, o: cal.Outcome) -> float:
+        return float(self.combiner.predict([logit(self.feature(o, p)) for p in self.parts]))
+
+    def feature(self, o: cal.Outcome, part: str) -> float:
+        return self.learned.predict(o.prompt) if part == "learned" else o.scores[part]
+
+    def skip(self, o: cal.Outcome) -> bool:
+        return bool(self.learned.predict(o.prompt) < self.below)
+
+
+def run_routers(
+    calib: list[cal.Outcome], evaluation: list[cal.Outcome]
+) -> tuple[dict[str, Any], Cascade]:
     results: dict[str, Any] = {}
     for signal in SIGNALS:
         results[signal] = evaluate(
@@ -114,8 +148,12 @@ def run_routers(calib: list[cal.Outcome], evaluation: list[cal.Outcome]) -> dict
         ["learned"],
     )
     for name, parts in (("combined", COMBINED_PARTS), ("combined-no-sc", CHEAP_PARTS)):
-        results[name] = evaluate_combined(name, parts, calib, evaluation, learned)
-    return results
+        results[name], _ = evaluate_combined(name, parts, calib, evaluation, learned)
+    # what `strata calibrate` fits by default: the cascade inside the product route
+    results["cascade"], cascade = evaluate_combined(
+        "cascade", cal.DEFAULT_PARTS, calib, evaluation, learned
+    )
+    return results, cascade
 
 
 def evaluate_combined(
@@ -123,97 +161,66 @@ def evaluate_combined(
     parts: list[str],
     calib: list[cal.Outcome],
     evaluation: list[cal.Outcome],
-    learned: cal.Logistic,
-) -> dict[str, Any]:
-    """Fit the combiner (and the prefilter) on the calibration half, as `strata calibrate`
-    does, and evaluate it on the other half."""
+    learned: Logistic,
+) -> tuple[dict[str, Any], Cascade]:
+    """Fit the combiner (and the prefilter) on the calibration items, as `strata calibrate`
+    does, and evaluate it on the evaluated ones."""
     tuning, calib_scores = cal.calibrate(calib, parts, TARGET)
-    combiner = cal.Logistic.from_json(tuning.signal_options["model"])
-    parts = tuning.signal_options["parts"]  # those forward selection kept
-    eval_scores = [
-        combiner.predict(
-            [cal.logit(learned.predict(o.prompt) if p == "learned" else o.scores[p]) for p in parts]
-        )
-        for o in evaluation
-    ]
-    below = tuning.prefilter_below
+    cascade = Cascade(
+        learned,
+        Logistic.from_json(tuning.signal_options["model"]),
+        tuning.signal_options["parts"],  # those forward selection kept
+        tuning.prefilter_below,
+    )
     skips = (
-        [x < below for x in cal.cross_fit_learned(calib)],
-        [learned.predict(o.prompt) < below for o in evaluation],
+        [x < cascade.below for x in cal.cross_fit_learned(calib)],
+        [cascade.skip(o) for o in evaluation],
     )
-    result = evaluate(name, calib_scores, eval_scores, calib, evaluation, parts, skips)
-    result["parts"] = parts
-    return result
+    eval_scores = [cascade.score(o) for o in evaluation]
+    result = evaluate(name, calib_scores, eval_scores, calib, evaluation, cascade.parts, skips)
+    result["parts"] = cascade.parts
+    return result, cascade
 
 
-def plot(path: Path, results: dict[str, Any], summary: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (by_share, by_cost) = plt.subplots(1, 2, figsize=(13, 5.5))
-    small, big = summary["small"], summary["big"]
-    for name, r in results.items():
-        width = 2.4 if name == "combined" else 1.2
-        points = sorted((c[2], c[0], c[1]) for c in r["curve"])
-        by_share.plot([p[0] for p in points], [p[2] for p in points], label=name, lw=width)
-        points = sorted((c[0], c[1]) for c in r["curve"])
-        by_cost.plot([p[0] for p in points], [p[1] for p in points], label=name, lw=width)
-    goal = small["acc"] + TARGET * (big["acc"] - small["acc"])
-    by_share.plot([0, 1], [small["acc"], big["acc"]], "k--", label="random")
-    by_cost.plot([small["cost"], big["cost"]], [small["acc"], big["acc"]], "k--", label="random")
-    for ax in (by_share, by_cost):
-        ax.axhline(goal, color="grey", lw=0.6)
-        ax.set_ylabel("accuracy (evaluation half)")
-    by_cost.scatter([small["cost"], big["cost"]], [small["acc"], big["acc"]], c="k", zorder=5)
-    by_share.set_xlabel("share of requests reaching the big model")
-    by_cost.set_xlabel("cost per 1k requests (USD, measured CPU time)")
-    by_share.set_title(f"quality vs big-model calls (grey: {TARGET:.0%} of the gap)")
-    by_cost.set_title("quality vs cost")
-    by_share.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def held_apart(calib: Path, data: Path, calib_items: list[Item]) -> dict[str, int] | None:
+    """Where the evaluated items start in each task's seeded order: past the calibration
+    items when both come from the same folder."""
+    if calib.resolve() != data.resolve():
+        return None
+    counts: dict[str, int] = {}
+    for item in calib_items:
+        counts[item.task] = counts.get(item.task, 0) + 1
+    return counts
 
 
-def table(summary: dict[str, Any], results: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    small, big = summary["small"]["acc"], summary["big"]["acc"]
-    t = Table(title=f"routing on {summary['items']['evaluation']} held-out items")
-    for col in ("router", "acc", "big", "$/1k", "rand", "PGR", "APGR", "CPT50", "CPT80", "CPT95"):
-        t.add_column(col, justify="left" if col == "router" else "right")
-    for key in ("small", "big", "oracle"):
-        r = summary[key]
-        t.add_row(key, f"{r['acc']:.3f}", f"{r['big_share']:.2f}", f"{r['cost']:.3f}")
-    for name, r in results.items():
-        t.add_row(
-            name,
-            f"{r['acc']:.3f}",
-            f"{r['big_share']:.2f}",
-            f"{r['cost']:.3f}",
-            f"{small + r['big_share'] * (big - small):.3f}",
-            f"{r['pgr']:.2f}",
-            f"{r['apgr']:.3f}",
-            *(f"{r['cpt'][k]:.0%}" for k in ("50", "80", "95")),
-        )
-    Console(width=120).print(t)
-    print(
-        "acc: accuracy; big: share of requests reaching the big model; $/1k: cost per 1k "
-        "requests; rand: random routing at the same share; threshold fitted on the "
-        f"calibration half for {TARGET:.0%} of the big model's accuracy. APGR of random = 0.5.",
-        file=sys.stderr,
-    )
+def baselines(results: dict[str, Any], evaluation: list[cal.Outcome]) -> dict[str, dict[str, Any]]:
+    oracle = [0.0 if not o.small_ok and o.big_ok else 1.0 for o in evaluation]
+    pgrs = cal.pgr_at_shares(oracle, evaluation)
+    shares = (0.5, 0.8, 0.95)
+    return {
+        "answer_prob_cascade": {
+            k: results["answer_prob"][k] for k in ("apgr", "cpt", "acc", "big_share", "cost")
+        },
+        "random": {"apgr": 0.5, "cpt": {str(int(x * 100)): x for x in shares}},
+        "oracle": {
+            "apgr": cal.apgr(pgrs),
+            "cpt": {str(int(x * 100)): cal.cpt(pgrs, x) for x in shares},
+        },
+    }
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings(args.config)
     engine = Engine(settings)
     task_limits = dict((k, int(v)) for k, v in (s.split("=") for s in args.task_limit))
-    items = load_items(args.data, args.limit, args.seed, task_limits)
+    calib_items = load_items(args.calib, args.calib_limit, args.seed, task_limits)
+    after = held_apart(args.calib, args.data, calib_items)
+    eval_items = load_items(args.data, args.limit, args.seed, task_limits, after)
     cache = Cache(cache_dir(settings.home), engine)
+    models = {t: model_sha256(engine, t)[:16] for t in (args.small, args.big)}
+    tabled = outcome_table.read(args.table, models) if args.table else {}
+    # calibration items the committed table already holds need no model call
+    items = [*eval_items, *(i for i in calib_items if i.id not in tabled)]
     done = 0
 
     def progress(item: Item) -> None:
@@ -223,11 +230,26 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             print(f"  {done}/{len(items)} items ({cache.ran} model calls run)", file=sys.stderr)
 
     try:
+        # evaluated items first: a stopped run still evaluates on all of them
         records = await run_all(cache, items, args.small, args.big, args.cached_only, progress)
     finally:
         await engine.shutdown()
-    calib_items, eval_items = split([i for i in items if i.id in records])
-    calib = await outcomes(calib_items, records, settings.cpu_hour_usd, args.seed)
+    eval_items = [i for i in eval_items if i.id in records]
+    ran = [i for i in calib_items if i.id in records]
+    fresh = await outcomes(ran, records, settings.cpu_hour_usd, args.seed)
+    rows = {
+        **tabled,
+        **{
+            i.id: outcome_table.row(i, o, records[i.id], models)
+            for i, o in zip(ran, fresh, strict=True)
+        },
+    }
+    calib_items = [i for i in calib_items if i.id in rows]
+    calib = [outcome_table.to_outcome(rows[i.id], i) for i in calib_items]
+    if args.table and fresh:
+        everything = outcome_table.read(args.table)
+        everything.update((i.id, rows[i.id]) for i in ran)
+        outcome_table.write(args.table, list(everything.values()))
     evaluation = await outcomes(eval_items, records, settings.cpu_hour_usd, args.seed)
     n = len(evaluation)
     summary: dict[str, Any] = {"items": {"calibration": len(calib), "evaluation": n}}
@@ -246,41 +268,85 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         / n
         * 1000,
     }
-    per_task: dict[str, dict[str, float]] = {}
+    results, cascade = run_routers(calib, evaluation)
+    distill = settings.section("distill", DistillSettings)
+    print(f"  training specialists on {len(calib_items)} calibration items", file=sys.stderr)
+    big_answers = {i.id: rows[i.id]["big_answer"] for i in calib_items}
+    specialists, embedder = product.train_specialists(calib_items, big_answers, distill)
+    answers = [product.ask(specialists, embedder, item) for item in eval_items]
+    scores = [cascade.score(o) for o in evaluation]
+    skips = [cascade.skip(o) for o in evaluation]
+    threshold = results["cascade"]["threshold"]
+    route = product.product_route(
+        evaluation, answers, scores, skips, threshold, cascade.parts, settings.cpu_hour_usd
+    )
     by_id = {o.id: o for o in evaluation}
+
+    def decide(item: Item) -> bool:
+        """Escalate? (The small answer's signals come with its tokens; the prompt's are
+        computed here, as the server does.)"""
+        o = by_id[item.id]
+        o.prompt = prompt_features(item.messages)
+        return cascade.skip(o) or cascade.score(o) < threshold
+
+    latency = product.decision_latency(eval_items, answers, decide, records)
+    per_task: dict[str, dict[str, Any]] = {}
     for task in sorted({i.task for i in eval_items}):
-        mine = [by_id[i.id] for i in eval_items if i.task == task]
+        picked = [k for k, i in enumerate(eval_items) if i.task == task]
+        mine = [evaluation[k] for k in picked]
         per_task[task] = {
             "items": len(mine),
             "small_acc": cal.accuracy(mine, [False] * len(mine)),
             "big_acc": cal.accuracy(mine, [True] * len(mine)),
+            "route": product.product_route(
+                mine,
+                [answers[k] for k in picked],
+                [scores[k] for k in picked],
+                [skips[k] for k in picked],
+                threshold,
+                cascade.parts,
+                settings.cpu_hour_usd,
+            ),
         }
-    results = run_routers(calib, evaluation)
-    router = results["combined"]
     small_acc, big_acc = summary["small"]["acc"], summary["big"]["acc"]
     report = {
         "small_acc": small_acc,
         "big_acc": big_acc,
-        "router": {k: router[k] for k in ("acc", "big_share", "cost", "pgr", "threshold")},
-        "random_at_same_share_acc": small_acc + router["big_share"] * (big_acc - small_acc),
-        "apgr": router["apgr"],
+        "router": route,
+        "random_at_same_share_acc": small_acc + route["big_share"] * (big_acc - small_acc),
+        "apgr": route["apgr"],
         "apgr_random": 0.5,
-        "cpt": router["cpt"],
+        "cpt": route["cpt"],
+        "baselines": baselines(results, evaluation),
         "target_quality": TARGET,
+        "decision_latency": latency,
+        "specialists": [
+            {
+                "labels": list(sp.labels),
+                "examples": sp.report["examples"],
+                "holdout": sp.report["holdout"],
+                "threshold": round(sp.threshold, 4),
+                "score": sp.report.get("score"),
+            }
+            for sp in specialists.values()
+        ],
+        "exemplars": "off (the product default: no lift on GSM8K, bench/exemplars.py)",
         "summary": summary,
         "per_task": per_task,
         "signals": {k: {x: v for x, v in r.items() if x != "curve"} for k, r in results.items()},
         "settings": {
+            "calib": str(args.calib),
+            "calib_limit": args.calib_limit,
+            "data": str(args.data),
             "limit": args.limit,
             "seed": args.seed,
-            "data": str(args.data),
             "task_limit": task_limits,
             "small": args.small,
             "big": args.big,
             "cpu_hour_usd": settings.cpu_hour_usd,
         },
     }
-    table(summary, results)
+    table(summary, results, report)
     if args.json:
         png = args.json.with_suffix(".png")
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -293,8 +359,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--limit", type=int, default=80, help="items, spread evenly over tasks")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="what is evaluated")
+    parser.add_argument("--limit", type=int, default=200, help="evaluated items, spread evenly")
+    parser.add_argument(
+        "--calib", type=Path, default=DEFAULT_DATA, help="what the route learns from"
+    )
+    parser.add_argument("--calib-limit", type=int, default=2800, help="calibration items")
+    parser.add_argument(
+        "--table",
+        type=Path,
+        default=outcome_table.TABLE,
+        help="the committed outcome table: calibration items in it need no model call, and"
+        " those run are added to it",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write results here (and the plot as .png)")
     parser.add_argument(
@@ -302,7 +379,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="TASK=N",
-        help="cap one task's items (e.g. gsm8k=20: worked problems cost most)",
+        help="cap one task's items in both samples (e.g. gsm8k=4: worked problems cost most)",
     )
     parser.add_argument("--small", default="small")
     parser.add_argument("--big", default="big")

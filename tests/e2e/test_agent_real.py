@@ -5,7 +5,6 @@ answers (max tokens) keep them quick on two cores."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -13,6 +12,7 @@ import openai
 import pytest
 
 from tests.conftest import LiveServer
+from tests.e2e.weather_agent import run_weather_agent
 
 pytestmark = pytest.mark.real_model
 
@@ -73,37 +73,12 @@ def test_sdk_responses_stream_function_call(sdk: openai.OpenAI) -> None:
 
 
 def test_agents_sdk_default_responses_model(real_server: LiveServer) -> None:
-    agents = pytest.importorskip("agents")
-    agents.set_tracing_disabled(True)
-    asked: list[str] = []
+    def responses_model(agents: Any, client: openai.AsyncOpenAI) -> str:
+        agents.set_default_openai_client(client, use_for_tracing=False)
+        agents.set_default_openai_api("responses")
+        return "small"
 
-    @agents.function_tool
-    def get_weather(city: str) -> str:
-        """Current weather in a city."""
-        asked.append(city)
-        return f"It is sunny in {city}."
-
-    client = openai.AsyncOpenAI(base_url=real_server.url, api_key="x", max_retries=0, timeout=600)
-    agents.set_default_openai_client(client, use_for_tracing=False)
-    agents.set_default_openai_api("responses")
-    agent = agents.Agent(
-        name="weather",
-        instructions="Answer with the get_weather tool, then in one short sentence.",
-        model="small",
-        model_settings=agents.ModelSettings(temperature=0, max_tokens=48, tool_choice="required"),
-        tools=[get_weather],
-        tool_use_behavior="stop_on_first_tool",
-    )
-
-    async def run() -> Any:
-        try:
-            return await agents.Runner.run(agent, "What is the weather in Paris?", max_turns=2)
-        finally:
-            await client.close()
-
-    result = asyncio.run(run())
-    assert asked and "paris" in asked[0].lower()
-    assert "sunny" in str(result.final_output).lower()
+    run_weather_agent(real_server.url, responses_model)
 
 
 @pytest.mark.timeout(900)  # two model calls; minutes each when the two cores are shared

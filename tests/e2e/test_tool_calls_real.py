@@ -4,7 +4,6 @@ chat-completions model. Short answers (max_tokens) keep them quick on two cores.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -12,6 +11,7 @@ import openai
 import pytest
 
 from tests.conftest import LiveServer
+from tests.e2e.weather_agent import run_weather_agent
 
 pytestmark = pytest.mark.real_model
 
@@ -109,32 +109,9 @@ def test_langchain_bind_tools(real_server: LiveServer) -> None:
 
 
 def test_agents_sdk_chat_completions_model(real_server: LiveServer) -> None:
-    agents = pytest.importorskip("agents")
-    agents.set_tracing_disabled(True)
-    asked: list[str] = []
-
-    @agents.function_tool
-    def get_weather(city: str) -> str:
-        """Current weather in a city."""
-        asked.append(city)
-        return f"It is sunny in {city}."
-
-    client = openai.AsyncOpenAI(base_url=real_server.url, api_key="x", max_retries=0, timeout=600)
-    agent = agents.Agent(
-        name="weather",
-        instructions="Answer with the get_weather tool, then in one short sentence.",
-        model=agents.OpenAIChatCompletionsModel(model="small", openai_client=client),
-        model_settings=agents.ModelSettings(temperature=0, max_tokens=48, tool_choice="required"),
-        tools=[get_weather],
-        tool_use_behavior="stop_on_first_tool",
+    run_weather_agent(
+        real_server.url,
+        lambda agents, client: agents.OpenAIChatCompletionsModel(
+            model="small", openai_client=client
+        ),
     )
-
-    async def run() -> Any:
-        try:
-            return await agents.Runner.run(agent, "What is the weather in Paris?", max_turns=2)
-        finally:
-            await client.close()  # its connections belong to this loop: close them in it
-
-    result = asyncio.run(run())
-    assert asked and "paris" in asked[0].lower()
-    assert "sunny" in str(result.final_output).lower()

@@ -111,15 +111,19 @@ def choose(
 
 
 def pgr_at_shares(
-    scores: Sequence[float], outcomes: Sequence[Outcome]
+    scores: Sequence[float],
+    outcomes: Sequence[Outcome],
+    gap: tuple[float, float] | None = None,
 ) -> list[tuple[float, float]]:
-    """(share, PGR) when the k least confident requests go to the big tier, k = 0..n."""
+    """(share, PGR) when the k least confident requests go to the big tier, k = 0..n.
+    ``gap``: the (small, big) accuracies PGR is measured between, when the cheap answer in
+    ``outcomes.small_ok`` is not the small model's alone (a specialist answered some)."""
     n = len(outcomes)
-    small = accuracy(outcomes, [False] * n)
-    big = accuracy(outcomes, [True] * n)
+    small, big = gap or (accuracy(outcomes, [False] * n), accuracy(outcomes, [True] * n))
     order = sorted(range(n), key=lambda i: scores[i])  # least confident first
     right = sum(o.small_ok for o in outcomes)
-    points = [(0.0, 0.0 if big != small else 1.0)]
+    start = right / n if n else 0.0
+    points = [(0.0, (start - small) / (big - small) if big != small else 1.0)]
     for k, i in enumerate(order, start=1):
         right += int(outcomes[i].big_ok) - int(outcomes[i].small_ok)
         acc = right / n

@@ -81,12 +81,18 @@ def to_item(row: dict[str, Any], task: str) -> Item:
 
 
 def load_items(
-    data: Path, limit: int, seed: int, task_limits: dict[str, int] | None = None
+    data: Path,
+    limit: int,
+    seed: int,
+    task_limits: dict[str, int] | None = None,
+    after: dict[str, int] | None = None,
 ) -> list[Item]:
     """A fixed seeded sample of ``limit`` items spread evenly over the task files present.
 
-    Each task's items are a prefix of one seeded permutation, so a smaller sample is a subset
-    of a larger one (and reuses its cache). Items are interleaved task by task.
+    Each task's items are a slice of one seeded permutation, so a smaller sample is a subset
+    of a larger one (and reuses its cache); ``after`` starts a task's slice past the items a
+    sample from the same files already took (an evaluation set held apart from the
+    calibration set). Items are interleaved task by task.
     """
     files = sorted(data.glob("*.jsonl"))
     if not files:
@@ -97,10 +103,11 @@ def load_items(
         task = path.name.split(".")[0]
         rows = [json.loads(line) for line in path.read_text().split("\n") if line.strip()]
         random.Random(f"{seed}:{task}").shuffle(rows)
-        n = min(per_task, (task_limits or {}).get(task, per_task), len(rows))
-        by_task.append([to_item(r, task) for r in rows[:n]])
+        start = (after or {}).get(task, 0)
+        n = min(per_task, (task_limits or {}).get(task, per_task), len(rows) - start)
+        by_task.append([to_item(r, task) for r in rows[start : start + max(0, n)]])
     out: list[Item] = []
-    for i in range(max(len(t) for t in by_task)):
+    for i in range(max((len(t) for t in by_task), default=0)):
         out.extend(t[i] for t in by_task if i < len(t))
     return out
 
