@@ -6,10 +6,10 @@ caller sent them (``turn.sent``) once every layer has accepted the request, just
 generation starts, and builds the prompt:
 
     system prompt + voice + rolling summary of older turns (prose + facts kept verbatim)
-        + earlier turns relevant to the new message, each with its date: hybrid recall,
-          keywords (FTS5 BM25) and meaning (embeddings, ``TurnIndex``) fused, plus names
     most recent turns, verbatim (the last draft is always among them: "make it shorter")
-    the new message
+    the new message, headed by the earlier turns relevant to it, each with its date, the
+        best match last: hybrid recall, keywords (FTS5 BM25) and meaning (embeddings,
+        ``TurnIndex``) fused, plus names, cut at a share of the best match's score
 
 and fits it exactly into the model's window, counted with the model's own tokenizer
 (``Backend.count_messages``), leaving ``max_tokens`` for the answer. The memory (summary,
