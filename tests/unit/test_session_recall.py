@@ -16,6 +16,7 @@ from strata.core.tenancy import DEFAULT_TENANT
 from strata.features.dialogue import facts
 from strata.features.dialogue.dates import resolve
 from strata.features.dialogue.feature import Dialogue
+from strata.features.dialogue.memory import RECALLED
 from strata.features.dialogue.store import NewTurn, SessionStore, Turn
 from tests.conftest import fake
 from tests.unit.test_sessions import chat_turn, dialogue_settings, filler, run_turn
@@ -124,9 +125,16 @@ def test_paraphrase_recalls_a_turn_that_shares_no_word(tmp_path: Path) -> None:
         assert keyword == []
         turn = chat_turn("Where is my car parked?", "p")
         await run_turn(stack, turn)
-        assert turn.info["session"]["retrieved_turns"][0] == 4
-        system = (fake(stack.engine, "chat").calls[-1].messages or [])[0]["content"]
-        assert "[8 May 2023] the user: I left the automobile" in system
+        assert turn.info["session"]["retrieved_turns"] == [4]  # the fillers fall under the cut
+        messages = fake(stack.engine, "chat").calls[-1].messages or []
+        # Recalled turns sit in the new message, right above the question, not in the system
+        # prompt behind the summary and the recent turns.
+        assert messages[-1] == {
+            "role": "user",
+            "content": f"{RECALLED}\n[8 May 2023] the user: I left the automobile on level 6,"
+            " spot C17.\n\nWhere is my car parked?",
+        }
+        assert "automobile" not in messages[0]["content"]
         await dialogue.index.settle()  # the question and the answer are embedded too
         assert stack.sessions.unembedded(session.sid, "synonyms", 99) == []
         await stack.shutdown()
@@ -156,3 +164,48 @@ def test_memory_has_its_own_token_budget(tmp_path: Path) -> None:
         await stack.shutdown()
 
     asyncio.run(go())
+
+
+def test_recall_keeps_what_stands_out_and_puts_the_best_match_last(tmp_path: Path) -> None:
+    """Two turns about the car; fillers that only share the vector space's background.
+    With the relevance cut only the two car turns are recalled, the closer one nearest the
+    question; with the cut at 0 the quota is filled with fillers (what the cut removes)."""
+
+    async def recalled(cut: float) -> tuple[list[int], str]:
+        settings = dialogue_settings(
+            tmp_path / str(cut), n_ctx=2000, summary=False, recent_turns=4, recall_cut=cut
+        )
+        stack = Stack(settings)
+        stack.provide(Embeddings, Synonyms())  # type: ignore[type-abstract]
+        dialogue = stack.feature("dialogue", Dialogue)
+        session = stack.sessions.create(DEFAULT_TENANT, "c")
+        turns = [NewTurn("user", filler(i)) for i in range(3)]
+        turns.append(NewTurn("user", "I left the automobile on level 6, spot C17.", None, MAY_8))
+        turns += [NewTurn("user", filler(i)) for i in range(4, 20)]
+        turns.append(NewTurn("user", "The automobile is blue.", None, MAY_8))
+        turns += [NewTurn("user", filler(i)) for i in range(21, 40)]
+        stack.sessions.append(session, turns)
+        dialogue.stored(session.sid, "chat")
+        await dialogue.index.settle()
+        turn = chat_turn("Where is my car parked?", "c")
+        await run_turn(stack, turn)
+        asked = (fake(stack.engine, "chat").calls[-1].messages or [])[-1]["content"]
+        await stack.shutdown()
+        return turn.info["session"]["retrieved_turns"], asked
+
+    seqs, asked = asyncio.run(recalled(0.5))
+    assert seqs == [4, 21]
+    assert asked.index("automobile is blue") < asked.index("spot C17") < asked.index("Where is")
+    seqs, _ = asyncio.run(recalled(0.0))
+    assert seqs[:2] == [4, 21] and len(seqs) == 10  # retrieved_turns' default quota
+
+
+def test_preferences_are_facts() -> None:
+    turns = [
+        Turn(1, "user", "My favourite tea is genmaicha. It was a lovely day.", None, MAY_8),
+        Turn(2, "user", "I am allergic to peanuts, sadly.", None, MAY_8),
+    ]
+    assert facts.extract(turns) == [
+        "8 May 2023, the user: My favourite tea is genmaicha.",
+        "8 May 2023, the user: I am allergic to peanuts, sadly.",
+    ]

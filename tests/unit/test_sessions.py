@@ -19,6 +19,7 @@ from strata.core.tenancy import DEFAULT_TENANT, Caller
 from strata.core.turn import Turn
 from strata.edges.http.app import create_app
 from strata.features.dialogue import facts
+from strata.features.dialogue.memory import RECALLED
 from strata.features.dialogue.store import NewTurn, SessionStore
 from tests.conftest import LiveServer, fake
 from tests.unit.conftest import assert_error_body, http_client
@@ -117,12 +118,17 @@ def test_turn_three_fact_recalled_at_turn_300(tmp_path: Path) -> None:
         turn = chat_turn("What is my passport number?", "long")
         await run_turn(stack, turn)
         prompt = fake(stack.engine, "chat").calls[-1].messages or []
-        system = prompt[0]["content"]
-        assert "X9932177" in system
-        assert "[9 September 2001] the user: By the way my passport" in system  # its own date
         assert turn.info["session"]["retrieved_turns"][0] == 3
-        # the most recent turns are there verbatim, the new message last
-        assert prompt[-1] == {"role": "user", "content": "What is my passport number?"}
+        # the recalled turn, with its own date, right above the new message, which is last
+        assert prompt[-1]["role"] == "user"
+        asked = prompt[-1]["content"]
+        assert asked.startswith(RECALLED + "\n")
+        assert asked.endswith(
+            "[9 September 2001] the user: By the way my passport number is X9932177\n\n"
+            "What is my passport number?"
+        )
+        assert "X9932177" not in prompt[0]["content"]
+        # the most recent turns are there verbatim, before it
         assert prompt[-2]["content"] == filler(299)
         await stack.shutdown()
 

@@ -145,6 +145,14 @@ class DialogueSettings(BaseModel):
 
     recent_turns: int = Field(12, ge=1, description="Most recent turns kept verbatim in a prompt")
     retrieved_turns: int = Field(10, ge=0, description="Earlier turns retrieved per message")
+    recall_cut: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="An earlier turn is recalled only if its relevance is at least this share of"
+        " the best match's (0: fill up to retrieved_turns); stray matches are noise to a small"
+        " model",
+    )
     retrieval_share: float = Field(
         0.5, gt=0, le=1, description="Most of the memory budget retrieved turns may take"
     )

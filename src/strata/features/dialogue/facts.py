@@ -2,10 +2,10 @@
 
 A small model summarising paraphrases: "bluefern42" becomes "a wifi password", "14 March"
 becomes "soon". So the summary has two parts: the model's prose, and a list of the summarised
-turns' sentences that carry a name, a number, a code or a date, copied verbatim (relative
-dates pinned to the day said), each with its date and speaker. The list is extracted here,
-deterministically, never rewritten by the model; when it outgrows its budget the oldest
-facts go first (retrieval still finds their turns).
+turns' sentences that carry a name, a number, a code, a date or a preference, copied
+verbatim (relative dates pinned to the day said), each with its date and speaker. The list is
+extracted here, deterministically, never rewritten by the model; when it outgrows its budget
+the oldest facts go first (retrieval still finds their turns).
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ _SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
 _MONTHS = [date(2000, m, 1).strftime("%B").lower() for m in range(1, 13)]
 _DATED = re.compile(r"\b(?:" + "|".join(_MONTHS + WEEKDAYS) + r")\b", re.I)
 _DIGIT = re.compile(r"\d")
+# What someone likes or cannot have is asked back for as often as a name ("which tea do I
+# like?"), and carries no capital or digit to find it by.
+_PREFERENCE = re.compile(r"\b(?:favou?rite|prefer|prefers|preferred|allergic)\b", re.I)
 _NOT_NAMES = frozenset({"I", "I'm", "I've", "I'll", "I'd", "OK", "Ok"})
 
 
@@ -35,7 +38,12 @@ def _names(sentence: str) -> bool:
 def is_fact(sentence: str) -> bool:
     if len(sentence.split()) < 4:
         return False  # "Thanks, Mel!"
-    return bool(_DIGIT.search(sentence) or _DATED.search(sentence) or _names(sentence))
+    return bool(
+        _DIGIT.search(sentence)
+        or _DATED.search(sentence)
+        or _PREFERENCE.search(sentence)
+        or _names(sentence)
+    )
 
 
 def extract(turns: Sequence[Turn]) -> list[str]:

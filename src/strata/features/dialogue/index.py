@@ -15,7 +15,6 @@ and says so once in the log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -24,6 +23,7 @@ from strata.core.errors import StrataError
 from strata.core.protocols import Embeddings
 from strata.features.dialogue.render import speaker
 from strata.features.dialogue.store import SessionStore, Turn
+from strata.features.dialogue.tasks import SessionTasks
 
 if TYPE_CHECKING:
     import numpy as np
@@ -52,7 +52,7 @@ class TurnIndex:
         self.serving_users = serving_users
         self._embedder: Embeddings | None = None
         self._failed = False
-        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.tasks = SessionTasks()
         self._again: set[int] = set()  # sessions given turns while their task ran
 
     @property
@@ -74,20 +74,14 @@ class TurnIndex:
         if sid in self.tasks:
             self._again.add(sid)  # its batch may have been read before these turns
             return
-        task = asyncio.get_running_loop().create_task(self._run(sid))
-        self.tasks[sid] = task
-        task.add_done_callback(lambda _: self.tasks.pop(sid, None))
+        self.tasks.start(sid, self._run(sid))
 
     async def settle(self) -> None:
         """Wait until every scheduled session is indexed (tests, benchmarks, shutdown)."""
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks.values()), return_exceptions=True)
+        await self.tasks.settle()
 
     async def close(self) -> None:
-        for task in list(self.tasks.values()):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.tasks.close()
 
     async def _run(self, sid: int) -> None:
         try:

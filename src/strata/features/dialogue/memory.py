@@ -6,10 +6,10 @@ caller sent them (``turn.sent``) once every layer has accepted the request, just
 generation starts, and builds the prompt:
 
     system prompt + voice + rolling summary of older turns (prose + facts kept verbatim)
-        + earlier turns relevant to the new message, each with its date: hybrid recall,
-          keywords (FTS5 BM25) and meaning (embeddings, ``TurnIndex``) fused, plus names
     most recent turns, verbatim (the last draft is always among them: "make it shorter")
-    the new message
+    the new message, headed by the earlier turns relevant to it, each with its date, the
+        best match last: hybrid recall, keywords (FTS5 BM25) and meaning (embeddings,
+        ``TurnIndex``) fused, plus names, cut at a share of the best match's score
 
 and fits it exactly into the model's window, counted with the model's own tokenizer
 (``Backend.count_messages``), leaving ``max_tokens`` for the answer. The memory (summary,
@@ -50,6 +50,7 @@ _STOP = """a an and are as at be but by can could did do does for from had has h
     us was we were what when where which who why will with would you your yours tell said say
     about again please know remember"""
 STOPWORDS = frozenset(_STOP.split())
+RECALLED = "Earlier in this conversation (each line with the date it was said):"
 
 
 def _text(message: dict[str, Any]) -> str:
@@ -106,6 +107,7 @@ class _Part:
     kind: str  # "recent" | "summary" | "retrieved"
     turn: Turn | None
     cost: int
+    rank: int = 0  # a retrieved turn's place in the recall ranking (0: the best match)
 
 
 class SessionMemory:
@@ -209,10 +211,10 @@ class SessionMemory:
             parts.append(_Part("summary", None, count_text(session.summary) + 12))
         share = int(min(budget, self.settings.memory_tokens) * self.settings.retrieval_share)
         spent = 0
-        for t in retrieved:
+        for rank, t in enumerate(retrieved):
             cost = count_text(render_turn(t)) + 1
             if spent + cost <= share:
-                parts.append(_Part("retrieved", t, cost))
+                parts.append(_Part("retrieved", t, cost, rank))
                 spent += cost
         for t in reversed(recent[:-2]):
             parts.append(_Part("recent", t, count_text(recent_content(t)) + 4))
@@ -270,19 +272,24 @@ class SessionMemory:
         sections = [system] if system.strip() else []
         if any(p.kind == "summary" for p in parts):
             sections.append("Summary of the earlier conversation:\n" + session.summary)
-        found = sorted((p.turn for p in parts if p.kind == "retrieved" and p.turn), key=_seq)
-        if found:
-            lines = "\n".join(render_turn(t) for t in found)
-            sections.append(
-                "Earlier messages in this conversation, each with the date it was said:\n" + lines
-            )
         sections.append(f"The current time is {stamp(self.clock())} UTC.")
         recent = sorted((p.turn for p in parts if p.kind == "recent" and p.turn), key=_seq)
         messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(sections)}]
         for t in recent:
             message: dict[str, Any] = {"role": t.role, "content": recent_content(t)}
             messages.append(message)
-        return messages + [{k: v for k, v in m.items() if k != "name"} for m in new]
+        asked = [{k: v for k, v in m.items() if k != "name"} for m in new]
+        # Recalled turns go into the new message itself, the best match last, next to the
+        # question: a 0.5B model answers from what is nearest the question, and a block
+        # behind the summary and a dozen recent turns lost to the summary's other facts.
+        # (In the message, not a system message of its own: some chat templates allow a
+        # system message only first.)
+        recalled = sorted((p for p in parts if p.kind == "retrieved"), key=lambda p: -p.rank)
+        found = [p.turn for p in recalled if p.turn]
+        if found and asked and asked[-1].get("role") == "user":
+            lines = "\n".join(render_turn(t) for t in found)
+            asked[-1] = _prefixed(asked[-1], f"{RECALLED}\n{lines}\n\n")
+        return messages + asked
 
     def retrieve(self, sid: int, query: str, before: int) -> list[Turn]:
         """Earlier turns relevant to ``query``, hybrid like the knowledge base: BM25 over the
@@ -315,8 +322,19 @@ class SessionMemory:
                 overlap = len(entities & said) / len(entities)
             return fused[seq] + 0.3 * overlap + 0.05 * seq / before
 
-        ranked = sorted(found, key=score, reverse=True)
-        return [found[seq] for seq in ranked[:limit]]
+        scores = {seq: score(seq) for seq in found}
+        ranked = sorted(found, key=scores.__getitem__, reverse=True)[:limit]
+        # A relevance cut, not a quota: filling the quota with turns that merely share a
+        # word or a topic hands a small model stray facts to answer with.
+        floor = self.settings.recall_cut * scores[ranked[0]]
+        return [found[seq] for seq in ranked if scores[seq] >= floor]
+
+
+def _prefixed(message: dict[str, Any], text: str) -> dict[str, Any]:
+    content = message.get("content")
+    if isinstance(content, list):
+        return {**message, "content": [{"type": "text", "text": text}, *content]}
+    return {**message, "content": text + str(content or "")}
 
 
 def _normalised(ranking: list[tuple[Turn, float]]) -> dict[int, float]:

@@ -19,7 +19,6 @@ list of the summarised turns' fact-bearing sentences, extracted and merged deter
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -32,6 +31,7 @@ from strata.core.turn import Turn as ChatTurn
 from strata.features.dialogue import facts
 from strata.features.dialogue.render import render_turn
 from strata.features.dialogue.store import SessionStore, Turn
+from strata.features.dialogue.tasks import SessionTasks
 
 log = logging.getLogger("strata.features.dialogue")
 
@@ -57,7 +57,7 @@ class Summariser:
         self.service = service
         self.settings = settings
         self.model = model  # chat model name → the model that summarises for it
-        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.tasks = SessionTasks()
 
     def due(self, sid: int) -> bool:
         session = self.store.by_sid(sid)
@@ -70,20 +70,14 @@ class Summariser:
         """Start summarising ``sid`` in the background if it is due and not already running."""
         if not self.settings.summary or sid in self.tasks or not self.due(sid):
             return
-        task = asyncio.get_running_loop().create_task(self._run(sid, self.model(chat_model)))
-        self.tasks[sid] = task
-        task.add_done_callback(lambda _: self.tasks.pop(sid, None))
+        self.tasks.start(sid, self._run(sid, self.model(chat_model)))
 
     async def settle(self) -> None:
         """Wait for the running summaries (tests, benchmarks, shutdown)."""
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks.values()), return_exceptions=True)
+        await self.tasks.settle()
 
     async def close(self) -> None:
-        for task in list(self.tasks.values()):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.tasks.close()
 
     async def _run(self, sid: int, model: str) -> None:
         try:
