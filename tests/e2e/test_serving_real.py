@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,67 @@ def test_prefix_cache_restores_a_long_prompt_after_other_requests(plain: LlamaBa
     cached, fresh, restored = asyncio.run(run())
     assert restored == 1
     assert cached == fresh
+
+
+RULE_SEVEN = "What does rule 7 say?"
+
+
+async def rule_seven(backend: LlamaBackend) -> tuple[str, int]:
+    """The answer to rule 7 under the long system prompt, and the tokens the batch
+    evaluated for it."""
+    await backend.load()
+    assert backend.batcher is not None
+    before = backend.batcher.evaluated
+    text = await answer(backend, chat(RULE_SEVEN, SYSTEM, 6))
+    return text, backend.batcher.evaluated - before
+
+
+@pytest.fixture(scope="module")
+def rule_seven_uncached(small: Path) -> tuple[str, int]:
+    async def run() -> tuple[str, int]:
+        spec = ModelSpec(path=small, n_ctx=1024, batch_slots=2, prompt_cache_mb=0)
+        backend = LlamaBackend("uncached", spec)
+        try:
+            return await rule_seven(backend)
+        finally:
+            await backend.unload()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("penalty", [0.0, 0.5], ids=["batched", "own-context"])
+def test_batched_request_restores_its_prefix_from_the_prompt_cache(
+    small: Path, penalty: float, rule_seven_uncached: tuple[str, int]
+) -> None:
+    """A batched request reuses a long system prompt that no slot holds any more (two other
+    requests at once took both slots): the state kept when an earlier request finished is
+    loaded into its slot and only the prompt's tail is evaluated, with the answer the cache
+    off gives. The earlier request ran batched, or (with a penalty) on the model's own
+    context, whose states the batch can load when both use flash attention."""
+    options = {"flash_attn": True} if penalty else {}
+    first = chat("What does rule 3 say?", SYSTEM, 4)
+    first.params = replace(first.params, frequency_penalty=penalty)
+
+    async def run() -> tuple[str, int, int, int]:
+        spec = ModelSpec(path=small, n_ctx=1024, batch_slots=2, options=options)
+        backend = LlamaBackend("batched", spec)
+        try:
+            await answer(backend, first)
+            others = chat("Another topic entirely.", None, 4), chat("Something else now.", None, 4)
+            await asyncio.gather(*(answer(backend, r) for r in others))
+            text, evaluated = await rule_seven(backend)
+            prompt = backend.count_messages(chat(RULE_SEVEN, SYSTEM).messages or [])
+            return text, evaluated, prompt, backend.prefix_cache.hits
+        finally:
+            await backend.unload()
+
+    cached, evaluated, prompt, hits = asyncio.run(run())
+    fresh, evaluated_off = rule_seven_uncached
+    assert prompt > 300
+    assert hits == 1
+    assert evaluated < 30  # the question and the template's tail, not the system prompt
+    assert evaluated_off >= prompt - 30  # off: all but the template's first few tokens
+    assert cached == fresh and cached
 
 
 def test_exemplar_pair_tokens_render_with_a_real_chat_template(plain: LlamaBackend) -> None:

@@ -145,7 +145,9 @@ class LlamaBackend(Backend):
         else:
             self.capabilities = self.capabilities - {Capability.CHAT, Capability.TOOLS}
         if self.spec.batch_slots > 1:
-            self.batcher = BatchDecoder(llm, self.spec.batch_slots, self.spec.n_ctx)
+            self.batcher = BatchDecoder(
+                llm, self.spec.batch_slots, self.spec.n_ctx, self.prefix_cache
+            )
         if self.spec.draft:
             draft = load_draft(self.name, self.spec, self.home, kwargs)
             self.speculator = Speculator(draft, self.spec.draft_tokens)
@@ -333,7 +335,7 @@ class LlamaBackend(Backend):
         stopped_on: str | None = None
         if batched:
             assert self.batcher is not None
-            stream: Iterator[int] = self.batcher.generate(tokens, params, budget)
+            stream: Iterator[int] = self.batcher.generate(tokens, params, budget, cancel)
         elif self.speculator is not None and plain_greedy(params, grammar):
             self.prefix_cache.restore(llm, tokens)
             stream = self.speculator.generate(llm, tokens)
@@ -377,8 +379,8 @@ class LlamaBackend(Backend):
                 pending_lp = []
             if len(generated) >= budget:
                 break
-        else:
-            finish = "stop"
+        else:  # the stream ended: end of generation, or a batch that saw ``cancel`` first
+            finish = "cancelled" if cancel.is_set() else "stop"
         if finish != "cancelled":
             # Text held back as a possible stop-sequence start is real output after all.
             text += decoder.decode(b"", final=True) if hit is None else ""
