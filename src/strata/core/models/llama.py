@@ -19,6 +19,7 @@ import gc
 import json
 import os
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -247,14 +248,16 @@ class LlamaBackend(Backend):
 
     def _batchable(self, request: GenerationRequest) -> bool:
         """Requests the batch decoder serves: sampling it does per sequence (temperature,
-        top_p, seed), no grammar, tools, logprobs or penalties; the rest run one at a time
-        on the model's own context."""
+        top_p, seed; logprobs from each sequence's row of the batch's logits), no grammar,
+        tools or penalties; the rest run one at a time on the model's own context. With a
+        draft model configured, greedy requests go to the speculator instead (it wins only
+        on one stream, where it was measured)."""
         params = request.params
         return (
             self.batcher is not None
+            and not (self.speculator is not None and plain_greedy(params, None))
             and not request.passthrough.get("tools")
             and params.response_format.type == "text"
-            and not params.logprobs
             and not params.presence_penalty
             and not params.frequency_penalty
         )
@@ -333,9 +336,10 @@ class LlamaBackend(Backend):
         pending_lp: list[TokenLogprob] = []
         hit: int | None = None
         stopped_on: str | None = None
+        rows: deque[Any] | None = deque() if batched and want_logprobs else None
         if batched:
             assert self.batcher is not None
-            stream: Iterator[int] = self.batcher.generate(tokens, params, budget, cancel)
+            stream: Iterator[int] = self.batcher.generate(tokens, params, budget, cancel, rows)
         elif self.speculator is not None and plain_greedy(params, grammar):
             self.prefix_cache.restore(llm, tokens)
             stream = self.speculator.generate(llm, tokens)
@@ -361,7 +365,9 @@ class LlamaBackend(Backend):
                 break
             piece = llm.detokenize([token])
             if want_logprobs:
-                logits = last_logits(llama_cpp, ctx, n_vocab)
+                logits = (
+                    rows.popleft() if rows is not None else last_logits(llama_cpp, ctx, n_vocab)
+                )
                 pending_lp.append(token_logprob(llm, token, piece, logits, params.top_logprobs))
             generated.append(token)
             text += decoder.decode(piece)

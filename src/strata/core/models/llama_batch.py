@@ -32,6 +32,7 @@ from __future__ import annotations
 import queue
 import random
 import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,7 @@ class _Seq:
     slot: int = -1
     pending: list[int] = field(default_factory=list)  # to evaluate at the next steps
     sampler: Any = None
+    rows: deque[Any] | None = None  # each sampled position's logits, when logprobs are asked
     generated: int = 0
     closed: bool = False
 
@@ -86,6 +88,7 @@ class BatchDecoder:
         self._internals: Any = _internals
         self._ctx: Any = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         self._n_batch = int(base.n_batch)
+        self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(llm._model.vocab))
         self._batch: Any = _internals.LlamaBatch(n_tokens=self._n_batch, embd=0, n_seq_max=slots)
         self.slots = slots
         self.cache = cache
@@ -107,10 +110,13 @@ class BatchDecoder:
         params: SamplingParams,
         budget: int,
         cancel: threading.Event | None = None,
+        rows: deque[Any] | None = None,
     ) -> Iterator[int]:
         """Token ids after ``tokens``; ends after ``budget`` tokens, end of generation, or
-        at the step after ``cancel`` is set."""
-        seq = _Seq(list(tokens), params, budget, cancel)
+        at the step after ``cancel`` is set. With ``rows``, a copy of the logits each token
+        was sampled from is appended there before the token is yielded (the batch's logits
+        are overwritten by the next step)."""
+        seq = _Seq(list(tokens), params, budget, cancel, rows=rows)
         with self._wake:
             self._joining.append(seq)
             self._wake.notify()
@@ -219,6 +225,8 @@ class BatchDecoder:
         self._ctx.decode(self._batch)
         vocab = self._model.vocab
         for seq, index in sampled:
+            if seq.rows is not None:
+                seq.rows.append(self._logits(index))
             token = seq.sampler.sample(self._ctx, index)
             seq.generated += 1
             seq.out.put(token)
@@ -231,6 +239,12 @@ class BatchDecoder:
                 self._finish(seq)
             else:
                 seq.pending = [token]
+
+    def _logits(self, index: int) -> Any:
+        import numpy as np
+
+        pointer = self._llama_cpp.llama_get_logits_ith(self._ctx.ctx, index)
+        return np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).copy()
 
     def _finish(self, seq: _Seq, *, keep: bool = True) -> None:
         """Free ``seq``'s slot; its KV state goes to the prompt cache unless it is unknown
