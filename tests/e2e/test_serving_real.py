@@ -5,13 +5,19 @@ restored from the prefix cache after other requests were served in between."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from strata.core.models.base import GenerationRequest, SamplingParams, TokenLogprob
+from strata.core.models.base import (
+    GenerationRequest,
+    ResponseFormat,
+    SamplingParams,
+    TokenLogprob,
+)
 from strata.core.models.llama import LlamaBackend
 from strata.core.settings import ModelSpec
 from tests.e2e.conftest import bundled_path
@@ -120,6 +126,46 @@ def test_batched_logprobs_match_one_at_a_time(small: Path) -> None:
                 assert abs(a.logprob - b.logprob) < tolerance, (a, b)
                 assert len(b.top) == 3
                 assert [t.token for t in b.top[:ranks]] == [t.token for t in a.top[:ranks]]
+
+
+def test_batched_grammar_matches_one_at_a_time(small: Path) -> None:
+    """A ``response_format`` grammar constrains its own sequence in the batch: a JSON answer
+    and a plain one decoded together equal each decoded alone on the model's own context
+    (with flash attention, as the batch context runs)."""
+    schema = {
+        "type": "object",
+        "properties": {"language": {"type": "string"}, "greeting": {"type": "string"}},
+        "required": ["language", "greeting"],
+    }
+    structured = chat("Say hello in French, as JSON.", max_tokens=40)
+    structured.params = replace(
+        structured.params, response_format=ResponseFormat(type="json_schema", schema=schema)
+    )
+    requests = [structured, chat(QUESTIONS[0])]
+
+    async def reference() -> list[str]:
+        spec = ModelSpec(path=small, n_ctx=1024, batch_slots=1, options={"flash_attn": True})
+        backend = LlamaBackend("reference", spec)
+        try:
+            return [await answer(backend, r) for r in requests]
+        finally:
+            await backend.unload()
+
+    async def batched() -> tuple[list[str], int]:
+        backend = LlamaBackend("batched", ModelSpec(path=small, n_ctx=1024, batch_slots=2))
+        try:
+            await backend.load()
+            assert backend.batcher is not None
+            got = await asyncio.gather(*(answer(backend, r) for r in requests))
+            return list(got), backend.batcher.evaluated
+        finally:
+            await backend.unload()
+
+    expected = asyncio.run(reference())
+    got, evaluated = asyncio.run(batched())
+    assert evaluated > 0
+    assert set(json.loads(got[0])) == {"language", "greeting"}
+    assert got == expected
 
 
 def test_speculative_decoding_keeps_the_greedy_output(

@@ -248,8 +248,9 @@ class LlamaBackend(Backend):
 
     def _batchable(self, request: GenerationRequest) -> bool:
         """Requests the batch decoder serves: sampling it does per sequence (temperature,
-        top_p, seed; logprobs from each sequence's row of the batch's logits), no grammar,
-        tools or penalties; the rest run one at a time on the model's own context. With a
+        top_p, seed, a response_format grammar; logprobs from each sequence's row of the
+        batch's logits), no tools or penalties; the rest run one at a time on the model's
+        own context. With a
         draft model configured, greedy requests go to the speculator instead (it wins only
         on one stream, where it was measured)."""
         params = request.params
@@ -257,7 +258,6 @@ class LlamaBackend(Backend):
             self.batcher is not None
             and not (self.speculator is not None and plain_greedy(params, None))
             and not request.passthrough.get("tools")
-            and params.response_format.type == "text"
             and not params.presence_penalty
             and not params.frequency_penalty
         )
@@ -339,7 +339,9 @@ class LlamaBackend(Backend):
         rows: deque[Any] | None = deque() if batched and want_logprobs else None
         if batched:
             assert self.batcher is not None
-            stream: Iterator[int] = self.batcher.generate(tokens, params, budget, cancel, rows)
+            stream: Iterator[int] = self.batcher.generate(
+                tokens, params, budget, cancel, rows, grammar
+            )
         elif self.speculator is not None and plain_greedy(params, grammar):
             self.prefix_cache.restore(llm, tokens)
             stream = self.speculator.generate(llm, tokens)

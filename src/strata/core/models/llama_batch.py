@@ -5,7 +5,12 @@ tokens in one batch costs little more than one: a second llama.cpp context on th
 weights holds up to ``slots`` sequences (one KV sequence id each), and one thread runs the
 steps. Each step puts every running sequence's last token (and a chunk of any newcomer's
 prompt) into one ``llama_batch``, decodes it, and samples each sequence with its own sampler
-chain (its temperature, top_p, seed). Requests join and leave between steps.
+chain (its grammar, temperature, top_p, seed) from its own row of the batch's logits, which
+is also copied out for a request that asks for logprobs. Requests join and leave between
+steps. A grammar's check runs on the batch thread, so while one is in the batch every
+sequence's step waits for it; on the model's own context it would compete for the same two
+cores instead. Penalties stay on the own context: reproducing llama-cpp-python's penalty
+sampler (its window and token history) exactly here is not done yet.
 
 The request side keeps its own thread and its own text handling (stop sequences, UTF-8,
 budget, cancellation): ``generate`` returns a blocking iterator of token ids fed by the batch
@@ -37,6 +42,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from strata.core.errors import InvalidRequest
 from strata.core.models.base import SamplingParams
 from strata.core.models.llama_prefix import (
     PrefixCache,
@@ -111,12 +117,17 @@ class BatchDecoder:
         budget: int,
         cancel: threading.Event | None = None,
         rows: deque[Any] | None = None,
+        grammar: Any = None,
     ) -> Iterator[int]:
         """Token ids after ``tokens``; ends after ``budget`` tokens, end of generation, or
         at the step after ``cancel`` is set. With ``rows``, a copy of the logits each token
         was sampled from is appended there before the token is yielded (the batch's logits
-        are overwritten by the next step)."""
-        seq = _Seq(list(tokens), params, budget, cancel, rows=rows)
+        are overwritten by the next step). A ``grammar`` (a ``LlamaGrammar``) constrains
+        the sequence's sampling, before its temperature and top_p."""
+        # Built here, on the request's thread: a grammar that does not parse is this
+        # request's error, and the batch thread never waits for the parse.
+        sampler = self._sampler(params, grammar)
+        seq = _Seq(list(tokens), params, budget, cancel, rows=rows, sampler=sampler)
         with self._wake:
             self._joining.append(seq)
             self._wake.notify()
@@ -177,11 +188,17 @@ class BatchDecoder:
         lcp.llama_memory_seq_rm(self._ctx.memory, slot, keep, -1)
         self._held[slot] = seq.prompt[:keep]
         seq.slot, seq.pending = slot, seq.prompt[keep:]
-        seq.sampler = self._sampler(seq.params)
         self._running.append(seq)
 
-    def _sampler(self, params: SamplingParams) -> Any:
+    def _sampler(self, params: SamplingParams, grammar: Any) -> Any:
         sampler = self._internals.LlamaSampler()
+        if grammar is not None:
+            constraint = self._llama_cpp.llama_sampler_init_grammar(
+                self._model.vocab, grammar._grammar.encode(), grammar._root.encode()
+            )
+            if not constraint:
+                raise InvalidRequest("the response_format grammar does not parse")
+            self._llama_cpp.llama_sampler_chain_add(sampler.sampler, constraint)
         if params.temperature <= 0:
             sampler.add_greedy()
             return sampler
