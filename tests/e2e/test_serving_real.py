@@ -90,15 +90,14 @@ async def with_logprobs(backend: LlamaBackend, question: str) -> list[TokenLogpr
 def test_batched_logprobs_match_one_at_a_time(small: Path) -> None:
     """Requests with logprobs decode in the batch too, each from its own sequence's row of
     the batch's logits. Alone in the batch they equal one at a time on the model's own
-    context (with flash attention, as the batch context runs: without it the own context's
-    logprobs differ by up to ~0.06 here); two at once give the same tokens and top
+    context; two at once give the same tokens and top
     alternative, the logprobs equal up to the float rounding of a differently shaped batch
     (measured up to 0.09 here, when one's prompt tail shares a step with the other's whole
     prompt; a row of the wrong sequence would be off by whole units)."""
     questions = [QUESTIONS[0], QUESTIONS[2]]
 
     async def reference() -> list[list[TokenLogprob]]:
-        spec = ModelSpec(path=small, n_ctx=1024, batch_slots=1, options={"flash_attn": True})
+        spec = ModelSpec(path=small, n_ctx=1024, batch_slots=1)
         backend = LlamaBackend("reference", spec)
         try:
             return [await with_logprobs(backend, q) for q in questions]
@@ -130,8 +129,7 @@ def test_batched_logprobs_match_one_at_a_time(small: Path) -> None:
 
 def test_batched_grammar_matches_one_at_a_time(small: Path) -> None:
     """A ``response_format`` grammar constrains its own sequence in the batch: a JSON answer
-    and a plain one decoded together equal each decoded alone on the model's own context
-    (with flash attention, as the batch context runs)."""
+    and a plain one decoded together equal each decoded alone on the model's own context."""
     schema = {
         "type": "object",
         "properties": {"language": {"type": "string"}, "greeting": {"type": "string"}},
@@ -144,7 +142,7 @@ def test_batched_grammar_matches_one_at_a_time(small: Path) -> None:
     requests = [structured, chat(QUESTIONS[0])]
 
     async def reference() -> list[str]:
-        spec = ModelSpec(path=small, n_ctx=1024, batch_slots=1, options={"flash_attn": True})
+        spec = ModelSpec(path=small, n_ctx=1024, batch_slots=1)
         backend = LlamaBackend("reference", spec)
         try:
             return [await answer(backend, r) for r in requests]
@@ -248,13 +246,12 @@ def test_batched_request_restores_its_prefix_from_the_prompt_cache(
     requests at once took both slots): the state kept when an earlier request finished is
     loaded into its slot and only the prompt's tail is evaluated, with the answer the cache
     off gives. The earlier request ran batched, or (with a penalty) on the model's own
-    context, whose states the batch can load when both use flash attention."""
-    options = {"flash_attn": True} if penalty else {}
+    context, whose states the batch context loads as its own."""
     first = chat("What does rule 3 say?", SYSTEM, 4)
     first.params = replace(first.params, frequency_penalty=penalty)
 
     async def run() -> tuple[str, int, int, int]:
-        spec = ModelSpec(path=small, n_ctx=1024, batch_slots=2, options=options)
+        spec = ModelSpec(path=small, n_ctx=1024, batch_slots=2)
         backend = LlamaBackend("batched", spec)
         try:
             await answer(backend, first)

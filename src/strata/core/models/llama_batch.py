@@ -21,11 +21,9 @@ prefix with its prompt, so a repeated system prompt is not evaluated again. Four
 quickly, so the model's prompt cache (``llama_prefix``) backs them: when a kept state shares
 more of the newcomer's prompt than its slot does, the state is loaded into the slot's
 sequence, and a finished sequence's tokens are kept in the cache. Both copies run on the
-batch thread between steps (a few MB, milliseconds, against a step of tens of ms). States
-pass between the model's own context and this one only where both lay out their KV alike
-(``context_layout``): by default the own context runs without flash attention
-(llama-cpp-python's default) and this one with it (llama.cpp's auto, as measured), so each
-reuses its own; ``options = {flash_attn = true}`` makes them one pool.
+batch thread between steps (a few MB, milliseconds, against a step of tens of ms). This
+context copies the model's own KV types and flash-attention setting, so states pass between
+the two contexts (``context_layout`` checks it).
 
 A request's ``cancel`` event is checked at every step, so a stopped request (a client gone,
 background work yielding to a user) leaves the batch at the next step boundary even while its
@@ -84,10 +82,11 @@ class BatchDecoder:
         params.n_ctx = slots * n_ctx
         params.n_seq_max = slots
         params.kv_unified = True  # one KV pool; a step's batch may mix any sequences
-        if base.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED:
-            # The same KV layout as the model's own context, so prompt-cache states pass both
-            # ways; otherwise llama.cpp's default (auto: on for a CPU), as measured.
-            params.flash_attn_type = base.flash_attn_type
+        # The model's own attention kernels (llama-cpp-python's default: no flash attention,
+        # where llama.cpp's context default is auto, on for a CPU): a request alone in the
+        # batch then gets the logits it would one at a time, and the KV layout matches, so
+        # prompt-cache states pass between the two contexts.
+        params.flash_attn_type = base.flash_attn_type
         self._layout = context_layout(params)
         self._llama_cpp = llama_cpp
         self._model = llm._model
