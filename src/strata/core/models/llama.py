@@ -250,13 +250,13 @@ class LlamaBackend(Backend):
         """Requests the batch decoder serves: sampling it does per sequence (temperature,
         top_p, seed, a response_format grammar; logprobs from each sequence's row of the
         batch's logits), no tools or penalties; the rest run one at a time on the model's
-        own context. With a
-        draft model configured, greedy requests go to the speculator instead (it wins only
-        on one stream, where it was measured)."""
+        own context. With a draft model configured, plain greedy requests go to the
+        speculator instead (it wins only on one stream, where it was measured)."""
         params = request.params
+        drafted = plain_greedy(params, None) and params.response_format.type == "text"
         return (
             self.batcher is not None
-            and not (self.speculator is not None and plain_greedy(params, None))
+            and not (self.speculator is not None and drafted)
             and not request.passthrough.get("tools")
             and not params.presence_penalty
             and not params.frequency_penalty
