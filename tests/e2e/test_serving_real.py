@@ -5,12 +5,19 @@ restored from the prefix cache after other requests were served in between."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from strata.core.models.base import GenerationRequest, SamplingParams
+from strata.core.models.base import (
+    GenerationRequest,
+    ResponseFormat,
+    SamplingParams,
+    TokenLogprob,
+)
 from strata.core.models.llama import LlamaBackend
 from strata.core.settings import ModelSpec
 from tests.e2e.conftest import bundled_path
@@ -38,7 +45,10 @@ async def answer(backend: LlamaBackend, request: GenerationRequest) -> str:
 
 @pytest.fixture(scope="module")
 def plain(small: Path) -> Iterator[LlamaBackend]:
-    backend = LlamaBackend("plain", ModelSpec(path=small, n_ctx=1024, prompt_cache_mb=64))
+    """One at a time on the model's own context: the reference, and the prompt cache's
+    one-at-a-time path."""
+    spec = ModelSpec(path=small, n_ctx=1024, prompt_cache_mb=64, batch_slots=1)
+    backend = LlamaBackend("plain", spec)
     yield backend
     asyncio.run(backend.unload())
 
@@ -71,6 +81,91 @@ def test_batched_concurrent_requests_match_one_at_a_time(
     assert expected[QUESTIONS[1]].startswith("A tuple is a collection of items")
 
 
+async def with_logprobs(backend: LlamaBackend, question: str) -> list[TokenLogprob]:
+    request = chat(question)
+    request.params = replace(request.params, logprobs=True, top_logprobs=3)
+    return [lp async for c in backend.generate(request) for lp in c.logprobs or []]
+
+
+def test_batched_logprobs_match_one_at_a_time(small: Path) -> None:
+    """Requests with logprobs decode in the batch too, each from its own sequence's row of
+    the batch's logits. Alone in the batch they equal one at a time on the model's own
+    context; two at once give the same tokens and top
+    alternative, the logprobs equal up to the float rounding of a differently shaped batch
+    (measured up to 0.09 here, when one's prompt tail shares a step with the other's whole
+    prompt; a row of the wrong sequence would be off by whole units)."""
+    questions = [QUESTIONS[0], QUESTIONS[2]]
+
+    async def reference() -> list[list[TokenLogprob]]:
+        spec = ModelSpec(path=small, n_ctx=1024, batch_slots=1)
+        backend = LlamaBackend("reference", spec)
+        try:
+            return [await with_logprobs(backend, q) for q in questions]
+        finally:
+            await backend.unload()
+
+    async def batched() -> tuple[list[list[TokenLogprob]], list[list[TokenLogprob]], int]:
+        backend = LlamaBackend("batched", ModelSpec(path=small, n_ctx=1024, batch_slots=2))
+        try:
+            await backend.load()
+            assert backend.batcher is not None
+            alone = [await with_logprobs(backend, q) for q in questions]
+            together = await asyncio.gather(*(with_logprobs(backend, q) for q in questions))
+            return alone, list(together), backend.batcher.evaluated
+        finally:
+            await backend.unload()
+
+    expected = asyncio.run(reference())
+    alone, together, evaluated = asyncio.run(batched())
+    assert evaluated > 0  # they ran in the batch
+    for got, tolerance, ranks in ((alone, 1e-3, 3), (together, 0.15, 1)):
+        for want, have in zip(expected, got, strict=True):
+            assert [t.token for t in have] == [t.token for t in want] and want
+            for a, b in zip(want, have, strict=True):
+                assert abs(a.logprob - b.logprob) < tolerance, (a, b)
+                assert len(b.top) == 3
+                assert [t.token for t in b.top[:ranks]] == [t.token for t in a.top[:ranks]]
+
+
+def test_batched_grammar_matches_one_at_a_time(small: Path) -> None:
+    """A ``response_format`` grammar constrains its own sequence in the batch: a JSON answer
+    and a plain one decoded together equal each decoded alone on the model's own context."""
+    schema = {
+        "type": "object",
+        "properties": {"language": {"type": "string"}, "greeting": {"type": "string"}},
+        "required": ["language", "greeting"],
+    }
+    structured = chat("Say hello in French, as JSON.", max_tokens=40)
+    structured.params = replace(
+        structured.params, response_format=ResponseFormat(type="json_schema", schema=schema)
+    )
+    requests = [structured, chat(QUESTIONS[0])]
+
+    async def reference() -> list[str]:
+        spec = ModelSpec(path=small, n_ctx=1024, batch_slots=1)
+        backend = LlamaBackend("reference", spec)
+        try:
+            return [await answer(backend, r) for r in requests]
+        finally:
+            await backend.unload()
+
+    async def batched() -> tuple[list[str], int]:
+        backend = LlamaBackend("batched", ModelSpec(path=small, n_ctx=1024, batch_slots=2))
+        try:
+            await backend.load()
+            assert backend.batcher is not None
+            got = await asyncio.gather(*(answer(backend, r) for r in requests))
+            return list(got), backend.batcher.evaluated
+        finally:
+            await backend.unload()
+
+    expected = asyncio.run(reference())
+    got, evaluated = asyncio.run(batched())
+    assert evaluated > 0
+    assert set(json.loads(got[0])) == {"language", "greeting"}
+    assert got == expected
+
+
 def test_speculative_decoding_keeps_the_greedy_output(
     small: Path, expected: dict[str, str]
 ) -> None:
@@ -81,14 +176,22 @@ def test_speculative_decoding_keeps_the_greedy_output(
     backend = LlamaBackend("drafted", spec)
     questions = [QUESTIONS[0], QUESTIONS[2]]
 
+    drafted: list[int] = []
+    batched: list[bool] = []
+
     async def run() -> list[str]:
         try:
             return [await answer(backend, chat(q)) for q in questions]
         finally:
+            assert backend.speculator is not None
+            drafted.append(backend.speculator.stats.drafted)
+            batched.append(backend.batcher is not None)
             await backend.unload()
 
     got = asyncio.run(run())
     assert got == [expected[q] for q in questions]
+    # batch_slots (4 by default) serves sampled requests; greedy ones go to the speculator
+    assert batched == [True] and drafted[0] > 0
     assert backend.speculator is None  # unloaded with its model
 
 
@@ -107,6 +210,66 @@ def test_prefix_cache_restores_a_long_prompt_after_other_requests(plain: LlamaBa
     cached, fresh, restored = asyncio.run(run())
     assert restored == 1
     assert cached == fresh
+
+
+RULE_SEVEN = "What does rule 7 say?"
+
+
+async def rule_seven(backend: LlamaBackend) -> tuple[str, int]:
+    """The answer to rule 7 under the long system prompt, and the tokens the batch
+    evaluated for it."""
+    await backend.load()
+    assert backend.batcher is not None
+    before = backend.batcher.evaluated
+    text = await answer(backend, chat(RULE_SEVEN, SYSTEM, 6))
+    return text, backend.batcher.evaluated - before
+
+
+@pytest.fixture(scope="module")
+def rule_seven_uncached(small: Path) -> tuple[str, int]:
+    async def run() -> tuple[str, int]:
+        spec = ModelSpec(path=small, n_ctx=1024, batch_slots=2, prompt_cache_mb=0)
+        backend = LlamaBackend("uncached", spec)
+        try:
+            return await rule_seven(backend)
+        finally:
+            await backend.unload()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("penalty", [0.0, 0.5], ids=["batched", "own-context"])
+def test_batched_request_restores_its_prefix_from_the_prompt_cache(
+    small: Path, penalty: float, rule_seven_uncached: tuple[str, int]
+) -> None:
+    """A batched request reuses a long system prompt that no slot holds any more (two other
+    requests at once took both slots): the state kept when an earlier request finished is
+    loaded into its slot and only the prompt's tail is evaluated, with the answer the cache
+    off gives. The earlier request ran batched, or (with a penalty) on the model's own
+    context, whose states the batch context loads as its own."""
+    first = chat("What does rule 3 say?", SYSTEM, 4)
+    first.params = replace(first.params, frequency_penalty=penalty)
+
+    async def run() -> tuple[str, int, int, int]:
+        spec = ModelSpec(path=small, n_ctx=1024, batch_slots=2)
+        backend = LlamaBackend("batched", spec)
+        try:
+            await answer(backend, first)
+            others = chat("Another topic entirely.", None, 4), chat("Something else now.", None, 4)
+            await asyncio.gather(*(answer(backend, r) for r in others))
+            text, evaluated = await rule_seven(backend)
+            prompt = backend.count_messages(chat(RULE_SEVEN, SYSTEM).messages or [])
+            return text, evaluated, prompt, backend.prefix_cache.hits
+        finally:
+            await backend.unload()
+
+    cached, evaluated, prompt, hits = asyncio.run(run())
+    fresh, evaluated_off = rule_seven_uncached
+    assert prompt > 300
+    assert hits == 1
+    assert evaluated < 30  # the question and the template's tail, not the system prompt
+    assert evaluated_off >= prompt - 30  # off: all but the template's first few tokens
+    assert cached == fresh and cached
 
 
 def test_exemplar_pair_tokens_render_with_a_real_chat_template(plain: LlamaBackend) -> None:

@@ -311,7 +311,7 @@ def test_background_waits_behind_every_user() -> None:
 async def waiter_bg(s: FairScheduler, key: str, name: str, served: list[str]) -> None:
     await s.acquire(key, background=True)
     served.append(name)
-    s.release()
+    s.release(background=True)
 
 
 def test_background_never_costs_a_user_a_429() -> None:
@@ -351,5 +351,70 @@ def test_user_arrival_asks_the_background_holder_to_yield() -> None:
             assert not lease.preempted  # users never preempt users
         await other
         s.release()
+
+    run(go)
+
+
+def test_a_user_admitted_beside_background_work_on_a_local_model_makes_it_yield() -> None:
+    """With ``yield_on_admit`` (a local model's slots share its CPU) a user admitted to a free
+    slot still asks every background holder to step aside; without it (a remote model) the
+    two run side by side."""
+
+    async def go() -> None:
+        for yield_on_admit in (True, False):
+            s = FairScheduler(concurrency=3, max_queue=4, yield_on_admit=yield_on_admit)
+            async with (
+                s.slot("bg", background=True) as first,
+                s.slot("bg", background=True) as second,
+            ):
+                assert not first.preempted and not first.yielded.is_set()
+                async with s.slot("u") as user:
+                    assert s.active == 3 and s.depth == 0  # admitted, nobody waited
+                    assert first.preempted is yield_on_admit
+                    assert second.preempted is yield_on_admit
+                    assert first.yielded.is_set() is yield_on_admit
+                    assert not user.preempted
+            assert (s.active, s.depth) == (0, 0)
+
+    run(go)
+
+
+def test_background_work_waits_while_users_hold_a_local_model() -> None:
+    """Retried background work is not admitted beside a user on a ``yield_on_admit`` model
+    (it would only be asked to yield again): it waits for the last user to leave, even with
+    slots free, and users arriving meanwhile still go first, fairly between keys."""
+
+    async def go() -> None:
+        s = FairScheduler(concurrency=2, max_queue=4, yield_on_admit=True)
+        served: list[str] = []
+        await s.acquire("u")
+        bg = [asyncio.create_task(waiter_bg(s, "bg", f"bg{i}", served)) for i in range(2)]
+        await settle()
+        assert s.active == 1 and s.depth == 2 and not any(t.done() for t in bg)
+        await s.acquire("a")  # a user still takes the free slot at once
+        users = [asyncio.create_task(waiter(s, k, k, served)) for k in ("a", "a", "b")]
+        await settle()
+        s.release()
+        await settle()
+        assert served == ["a", "b", "a"]  # round-robin between keys, background behind
+        s.release()
+        await asyncio.gather(*users, *bg)
+        assert served[3:] == ["bg0", "bg1"]
+        assert (s.active, s.depth) == (0, 0)
+
+        # Both background waiters get a slot once the last user is gone, not one at a time.
+        await s.acquire("u")
+        held: list[str] = []
+
+        async def hold(name: str) -> None:
+            await s.acquire("bg", background=True)
+            held.append(name)
+
+        holders = [asyncio.create_task(hold(f"bg{i}")) for i in range(2)]
+        await settle()
+        assert held == []
+        s.release()
+        await asyncio.gather(*holders)
+        assert sorted(held) == ["bg0", "bg1"] and s.active == 2
 
     run(go)

@@ -203,3 +203,37 @@ def test_background_generation_yields_to_a_user(tmp_path: Path) -> None:
         assert slow.cancelled == 1
 
     asyncio.run(go())
+
+
+def test_background_generation_yields_when_a_user_is_admitted_beside_it(tmp_path: Path) -> None:
+    """On a local model with two slots a user's request is admitted at once, beside a
+    background generation; the background work stops then, before its next token (here a
+    second away), and is not admitted again while the user's answer runs."""
+    spec = ModelSpec(backend="fake", n_ctx=256, max_concurrency=2, options={"delay_s": 1.0})
+    settings = Settings(home=tmp_path / "home", bundled_models=False, models={"pair": spec})
+
+    async def go() -> None:
+        engine = Engine(settings)
+        pair = fake(engine, "pair")
+        pair.enqueue("one two three", "answer")
+        scheduler = engine.get("pair").scheduler
+
+        async def background() -> None:
+            await drain(engine, "pair", chat(), key="bg", background=True)
+
+        task = asyncio.create_task(background())
+        await asyncio.sleep(0.05)  # running, its first token a second away
+        user = asyncio.create_task(drain(engine, "pair", chat()))
+        await asyncio.sleep(0.1)
+        assert task.done() and not user.done()
+        with pytest.raises(Preempted):
+            await task
+        assert pair.cancelled == 1 and pair.tokens_emitted == 0
+        retry = asyncio.create_task(background())
+        await asyncio.sleep(0.1)
+        assert scheduler.active == 1 and scheduler.depth == 1  # waits for the user, slot free
+        assert "".join(c.text for c in await user) == "answer"
+        await asyncio.wait_for(retry, 5)  # then runs to the end (the default output)
+        assert (scheduler.active, scheduler.depth) == (0, 0)
+
+    asyncio.run(go())

@@ -3,6 +3,7 @@ within the byte budget (the llama.cpp state copy itself is exercised by the real
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ class FakeLlm:
     def __init__(self) -> None:
         self.input_ids = np.zeros(4096, dtype=np.intc)
         self.n_tokens = 0
+        self.context_params = SimpleNamespace(flash_attn_type=0, type_k=1, type_v=1)
         self.loaded: list[tuple[int, ...]] = []
 
     def hold(self, tokens: list[int]) -> None:
@@ -92,3 +94,26 @@ def test_a_longer_context_replaces_its_own_prefix_and_zero_budget_is_off() -> No
     assert len(cache) == 1 and cache.size_bytes == 900
     off = PrefixCache(0)
     assert not off.save(llm) and off.restore(llm, list(range(90))) == 0
+
+
+def test_a_state_loads_only_into_a_context_of_its_layout() -> None:
+    """Flash attention changes how llama.cpp lays out V: a state saved without it is never
+    offered to a context with it (llama.cpp would refuse it after the copy)."""
+    cache, llm = PrefixCache(10**6, min_tokens=4, min_gain=1), FakeLlm()
+    llm.hold(list(range(60)))
+    assert cache.save(llm)
+    other = llama_prefix.context_layout(SimpleNamespace(flash_attn_type=1, type_k=1, type_v=1))
+    assert cache.find(list(range(70)), 0, other) is None
+    own = llama_prefix.context_layout(llm.context_params)
+    kept = cache.find(list(range(70)), 0, own)
+    assert kept is not None and kept[0] == tuple(range(60))
+    copies: list[int] = []
+
+    def read() -> bytes:
+        copies.append(1)
+        return bytes(800)
+
+    assert cache.keep(list(range(80)), read, other)
+    assert copies == [1] and len(cache) == 2  # another layout's state is no redundant prefix
+    assert cache.keep(list(range(80)), read, other)
+    assert copies == [1]  # kept already: not copied out again

@@ -10,10 +10,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from strata.core.admission import FairScheduler
+from strata.core.admission import FairScheduler, Lease
 from strata.core.errors import (
     BackendError,
     InvalidRequest,
@@ -88,7 +88,9 @@ class Engine:
             spec = backend.spec
             concurrency = spec.max_concurrency or backend.concurrency
             queue = spec.max_queue if spec.max_queue is not None else settings.max_queue
-            self.models[name] = ModelHandle(backend, FairScheduler(concurrency, queue))
+            # A local model's slots share its machine: background work steps aside for users.
+            scheduler = FairScheduler(concurrency, queue, yield_on_admit=backend.local)
+            self.models[name] = ModelHandle(backend, scheduler)
         self.observers: list[Observer] = []
         self._starting = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -192,8 +194,9 @@ class Engine:
         """Admit, run and account for one generation on model ``name``; ``key`` names the
         caller's fair queue, ``record`` (a chat turn's bill) is told the usage once known, or
         what was generated when the consumer stopped early. ``background`` work waits behind
-        every user's request and raises ``Preempted`` at its next token when a user's request
-        arrives for its slot."""
+        every user's request and raises ``Preempted`` as soon as a user's request arrives for
+        its slot (or, on a local model, is admitted beside it), without waiting for its next
+        token: a long prompt's prefill may be under way."""
         handle = self.get(name)
         self.check(handle, request)
         started = time.perf_counter()
@@ -206,8 +209,9 @@ class Engine:
                 timings.queued_s = time.perf_counter() - started
                 run_start = time.perf_counter()
                 stream = handle.backend.generate(request)
+                guard = until_preempted(stream, lease, name) if background else None
                 try:
-                    async for chunk in stream:
+                    async for chunk in guard or stream:
                         if lease.preempted:
                             raise Preempted(f"background work on '{name}' yielded to a user")
                         now = time.perf_counter()
@@ -226,6 +230,8 @@ class Engine:
                     handle.last_used = time.monotonic()
                     # Close the backend's stream before the slot is released, so one that was
                     # abandoned early never overlaps the next generation on this model.
+                    if guard is not None:
+                        await guard.aclose()
                     aclose = getattr(stream, "aclose", None)
                     if aclose is not None:
                         await aclose()
@@ -248,6 +254,33 @@ class Engine:
                 usage = Usage(_prompt_tokens(handle.backend, request), pieces)
             if record is not None and usage is not None:
                 record(name, usage)
+
+
+async def until_preempted(
+    stream: AsyncIterator[Chunk], lease: Lease, name: str
+) -> AsyncGenerator[Chunk, None]:
+    """``stream``'s chunks until ``lease`` is asked to yield; then the pending step is
+    cancelled (the backend stops its generation, as for a client gone) and ``Preempted``
+    raised, at once rather than at the next chunk."""
+    iterator = aiter(stream)
+    yielded = asyncio.ensure_future(lease.yielded.wait())
+    step: asyncio.Future[Chunk] | None = None
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(iterator))
+            await asyncio.wait((step, yielded), return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                raise Preempted(f"background work on '{name}' yielded to a user")
+            try:
+                chunk = step.result()
+            except StopAsyncIteration:
+                return
+            yield chunk
+    finally:
+        yielded.cancel()
+        if step is not None and not step.done():
+            step.cancel()
+            await asyncio.wait((step,))  # the backend let go before the slot is released
 
 
 def _prompt_tokens(backend: Backend, request: GenerationRequest) -> int:

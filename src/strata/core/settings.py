@@ -64,7 +64,10 @@ class ModelSpec(BaseModel):
     timeout_s: float = Field(120.0, gt=0, description="Remote read timeout in seconds")
     connect_retries: int = Field(2, ge=0, description="Retries on connection errors (remote)")
     max_concurrency: int | None = Field(
-        None, ge=1, description="Generations at once; default 1 for local, 64 for remote"
+        None,
+        ge=1,
+        description="Generations at once; default batch_slots for llama, 1 for other local "
+        "backends, 64 for remote",
     )
     max_queue: int | None = Field(None, ge=0, description="Waiting requests before 429")
     prompt_cache_mb: float = Field(
@@ -77,10 +80,11 @@ class ModelSpec(BaseModel):
     )
     draft_tokens: int = Field(4, ge=1, le=16, description="Tokens the draft proposes a step")
     batch_slots: int = Field(
-        1,
+        4,
         ge=1,
         le=64,
-        description="Requests decoded together in one llama.cpp batch (1: one at a time)",
+        description="Requests decoded together in one llama.cpp batch, on a second context of "
+        "batch_slots x n_ctx tokens (1: one at a time, no second context)",
     )
     price_input_per_mtok: float | None = Field(None, ge=0, description="USD per 1M input tokens")
     price_output_per_mtok: float | None = Field(None, ge=0, description="USD per 1M output tokens")

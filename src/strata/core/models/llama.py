@@ -19,6 +19,7 @@ import gc
 import json
 import os
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -145,7 +146,9 @@ class LlamaBackend(Backend):
         else:
             self.capabilities = self.capabilities - {Capability.CHAT, Capability.TOOLS}
         if self.spec.batch_slots > 1:
-            self.batcher = BatchDecoder(llm, self.spec.batch_slots, self.spec.n_ctx)
+            self.batcher = BatchDecoder(
+                llm, self.spec.batch_slots, self.spec.n_ctx, self.prefix_cache
+            )
         if self.spec.draft:
             draft = load_draft(self.name, self.spec, self.home, kwargs)
             self.speculator = Speculator(draft, self.spec.draft_tokens)
@@ -245,14 +248,16 @@ class LlamaBackend(Backend):
 
     def _batchable(self, request: GenerationRequest) -> bool:
         """Requests the batch decoder serves: sampling it does per sequence (temperature,
-        top_p, seed), no grammar, tools, logprobs or penalties; the rest run one at a time
-        on the model's own context."""
+        top_p, seed, a response_format grammar; logprobs from each sequence's row of the
+        batch's logits), no tools or penalties; the rest run one at a time on the model's
+        own context. With a draft model configured, plain greedy requests go to the
+        speculator instead (it wins only on one stream, where it was measured)."""
         params = request.params
+        drafted = plain_greedy(params, None) and params.response_format.type == "text"
         return (
             self.batcher is not None
+            and not (self.speculator is not None and drafted)
             and not request.passthrough.get("tools")
-            and params.response_format.type == "text"
-            and not params.logprobs
             and not params.presence_penalty
             and not params.frequency_penalty
         )
@@ -331,9 +336,12 @@ class LlamaBackend(Backend):
         pending_lp: list[TokenLogprob] = []
         hit: int | None = None
         stopped_on: str | None = None
+        rows: deque[Any] | None = deque() if batched and want_logprobs else None
         if batched:
             assert self.batcher is not None
-            stream: Iterator[int] = self.batcher.generate(tokens, params, budget)
+            stream: Iterator[int] = self.batcher.generate(
+                tokens, params, budget, cancel, rows, grammar
+            )
         elif self.speculator is not None and plain_greedy(params, grammar):
             self.prefix_cache.restore(llm, tokens)
             stream = self.speculator.generate(llm, tokens)
@@ -359,7 +367,9 @@ class LlamaBackend(Backend):
                 break
             piece = llm.detokenize([token])
             if want_logprobs:
-                logits = last_logits(llama_cpp, ctx, n_vocab)
+                logits = (
+                    rows.popleft() if rows is not None else last_logits(llama_cpp, ctx, n_vocab)
+                )
                 pending_lp.append(token_logprob(llm, token, piece, logits, params.top_logprobs))
             generated.append(token)
             text += decoder.decode(piece)
@@ -377,8 +387,8 @@ class LlamaBackend(Backend):
                 pending_lp = []
             if len(generated) >= budget:
                 break
-        else:
-            finish = "stop"
+        else:  # the stream ended: end of generation, or a batch that saw ``cancel`` first
+            finish = "cancelled" if cancel.is_set() else "stop"
         if finish != "cancelled":
             # Text held back as a possible stop-sequence start is real output after all.
             text += decoder.decode(b"", final=True) if hit is None else ""

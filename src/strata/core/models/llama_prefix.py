@@ -10,6 +10,10 @@ So after each generation whose context is long enough to be worth it, the contex
 budget; before the next prompt is evaluated, the kept state sharing the longest prefix with it
 is loaded when that prefix is longer than what the context already holds. ``Llama.generate``
 then trims the KV cache to the shared prefix and evaluates only the rest.
+
+The batch decoder (``llama_batch``) shares the same cache: a newcomer whose slot holds less
+of its prompt than a kept state loads that state into its slot's sequence, and a finished
+sequence's tokens are kept like a finished one-at-a-time generation's.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 log = logging.getLogger("strata.llama.prefix")
@@ -45,13 +49,15 @@ class PrefixCache:
     ``budget_bytes`` bounds the states' total size (0 turns caching off); a context shorter
     than ``min_tokens`` is not saved, since evaluating it again costs less than keeping it.
     A restore must beat the context's own prefix by ``min_gain`` tokens to be worth the copy.
+    Each state carries its context's layout (``context_layout``) and loads only into a
+    context of the same layout.
     """
 
     def __init__(self, budget_bytes: int, min_tokens: int = 256, min_gain: int = 32) -> None:
         self.budget_bytes = budget_bytes
         self.min_tokens = min_tokens
         self.min_gain = min_gain
-        self._states: OrderedDict[tuple[int, ...], bytes] = OrderedDict()
+        self._states: OrderedDict[tuple[int, ...], tuple[str, bytes]] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -68,14 +74,32 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self._states)
 
-    def best(self, tokens: Sequence[int]) -> tuple[int, tuple[int, ...] | None]:
-        """The kept state sharing the longest prefix with ``tokens``, and that length."""
+    def best(self, tokens: Sequence[int], layout: str = "") -> tuple[int, tuple[int, ...] | None]:
+        """The kept state of ``layout`` sharing the longest prefix with ``tokens``, and that
+        length."""
         best_len, best_key = 0, None
-        for key in self._states:
+        for key, (kept_layout, _) in self._states.items():
+            if kept_layout != layout:
+                continue
             n = common_prefix(key, tokens)
             if n > best_len:
                 best_len, best_key = n, key
         return best_len, best_key
+
+    def find(
+        self, tokens: Sequence[int], have: int, layout: str = ""
+    ) -> tuple[tuple[int, ...], bytes] | None:
+        """The kept state (its tokens and bytes) sharing the longest prefix with ``tokens``,
+        when that beats the ``have`` tokens a context already shares by ``min_gain``."""
+        if not self.enabled:
+            return None
+        with self._lock:
+            found, key = self.best(tokens, layout)
+            if key is None or found < have + self.min_gain:
+                self.misses += key is None or found <= have
+                return None
+            self._states.move_to_end(key)
+            return key, self._states[key][1]
 
     def restore(self, llm: Any, tokens: Sequence[int]) -> int:
         """Load the best kept state into ``llm`` when it shares more of ``tokens`` than the
@@ -83,38 +107,47 @@ class PrefixCache:
         if not self.enabled:
             return 0
         current = common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
-        with self._lock:
-            found, key = self.best(tokens)
-            if key is None or found < current + self.min_gain:
-                self.misses += key is None or found <= current
-                return current
-            state = self._states[key]
-            self._states.move_to_end(key)
+        kept = self.find(tokens, current, context_layout(llm.context_params))
+        if kept is None:
+            return current
+        key, state = kept
         if not _load(llm, key, state):
             return 0
         self.hits += 1
+        found = common_prefix(key, tokens)
         log.debug("prefix cache hit: %d of %d prompt tokens", found, len(tokens))
         return found
 
     def save(self, llm: Any) -> bool:
         """Keep ``llm``'s current context, evicting the oldest states past the budget."""
         n = int(llm.n_tokens)
+        return self.keep(
+            llm.input_ids[:n].tolist(), lambda: _save(llm), context_layout(llm.context_params)
+        )
+
+    def keep(self, tokens: Sequence[int], read: Callable[[], bytes], layout: str = "") -> bool:
+        """Keep the state ``read()`` copies out of a context holding ``tokens`` (called only
+        when it is worth keeping and not kept already), evicting the oldest past the budget."""
+        n = len(tokens)
         if not self.enabled or n < self.min_tokens:
             return False
-        key = tuple(llm.input_ids[:n].tolist())
+        key = tuple(tokens)
         with self._lock:
-            if key in self._states:
+            if key in self._states and self._states[key][0] == layout:
                 self._states.move_to_end(key)
                 return True
-            # A kept state that is a prefix of this one is now redundant.
-            for old in [k for k in self._states if len(k) <= n and key[: len(k)] == k]:
-                self._drop(old)
-        state = _save(llm)
+            # A kept state of this layout that is a prefix of this one is now redundant.
+            for old, (kept_layout, _) in list(self._states.items()):
+                if kept_layout == layout and len(old) <= n and key[: len(old)] == old:
+                    self._drop(old)
+        state = read()
         size = len(state)
         if size > self.budget_bytes:
             return False
         with self._lock:
-            self._states[key] = state
+            if key in self._states:  # kept meanwhile by another context
+                self._drop(key)
+            self._states[key] = (layout, state)
             self._size += size
             while self._size > self.budget_bytes:
                 self._drop(next(iter(self._states)))
@@ -126,33 +159,53 @@ class PrefixCache:
             self._size = 0
 
     def _drop(self, key: tuple[int, ...]) -> None:
-        self._size -= len(self._states.pop(key))
+        self._size -= len(self._states.pop(key)[1])
+
+
+def context_layout(params: Any) -> str:
+    """What a saved state's bytes depend on besides the model: the KV types, and flash
+    attention, without which llama.cpp stores V transposed (a state of the other layout is
+    refused, "incompatible V transposition")."""
+    return f"fa{params.flash_attn_type}:k{params.type_k}:v{params.type_v}"
 
 
 # ``Llama.save_state`` also copies its logits array, which without ``logits_all`` is
 # n_batch x n_vocab floats (300 MB for Qwen's vocabulary) that strata never reads: the
-# sequence-level state API copies only the KV cells.
+# sequence-level state API copies only the KV cells. A sequence's state carries its cells'
+# positions, not where they lay, so one saved from the model's own context (sequence 0) loads
+# into a slot of the batch context (sequence ``slot``) and back, as both keep one KV stream,
+# when the two agree on ``context_layout``.
 
 
-def _save(llm: Any) -> bytes:
+def read_seq(ctx: Any, seq: int) -> bytes:
+    """The KV cells sequence ``seq`` of the llama.cpp context ``ctx`` holds, as bytes."""
     import ctypes
 
     import llama_cpp
 
-    ctx = llm._ctx.ctx
-    size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+    size = llama_cpp.llama_state_seq_get_size(ctx, seq)
     buffer = (ctypes.c_uint8 * size)()
-    written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
+    written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, seq)
     return bytes(memoryview(buffer)[:written])
 
 
-def _load(llm: Any, tokens: tuple[int, ...], state: bytes) -> bool:
+def write_seq(ctx: Any, state: bytes, seq: int) -> bool:
+    """Replace sequence ``seq`` of ``ctx`` with a state ``read_seq`` copied out; False when
+    llama.cpp refused it (no room), and then what the sequence holds is unknown."""
     import ctypes
 
     import llama_cpp
 
     buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
-    if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buffer, len(state), 0) != len(state):
+    return bool(llama_cpp.llama_state_seq_set_data(ctx, buffer, len(state), seq) == len(state))
+
+
+def _save(llm: Any) -> bytes:
+    return read_seq(llm._ctx.ctx, 0)
+
+
+def _load(llm: Any, tokens: tuple[int, ...], state: bytes) -> bool:
+    if not write_seq(llm._ctx.ctx, state, 0):
         llm.reset()  # a failed restore leaves the context unknown: start it afresh
         return False
     llm.input_ids[: len(tokens)] = tokens
