@@ -178,10 +178,15 @@ def ray_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayServe]:
             "retries": 3,
         },
     )
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        deploy(settings)
-        yield RayServe(settings, f"http://127.0.0.1:{settings.port}")
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    with pytest.MonkeyPatch.context() as env:
+        # Serve kills a proxy not ready within 5 s (health checks: 10 s): on two shared
+        # cores busy with other work, starting one can take longer than that
+        for name in ("PROXY_READY_CHECK_TIMEOUT_S", "PROXY_HEALTH_CHECK_TIMEOUT_S"):
+            env.setenv(f"RAY_SERVE_{name}", "120")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            deploy(settings)
+            yield RayServe(settings, f"http://127.0.0.1:{settings.port}")
+        finally:
+            serve.shutdown()
+            ray.shutdown()
