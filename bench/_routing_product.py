@@ -177,19 +177,28 @@ def decision_latency(
     answers: Sequence[Answer | None],
     decide: Any,
     records: dict[str, Record],
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Wall time of the routing decision per request (the specialist's embedding and head
     when one serves its label set, then the cascade's router and combiner, ``decide``),
     against the small tier's own wall time on the same request (cached)."""
-    ms, ratios = [], []
+    ms, ratios, consulted = [], [], []
     for item, answer in zip(items, answers, strict=True):
         started = time.perf_counter()
         decide(item)
         seconds = time.perf_counter() - started + (answer.seconds if answer else 0.0)
         ms.append(seconds * 1000)
         ratios.append(seconds / max(1e-9, records[item.id].small.wall_s))
+        if answer is not None:
+            consulted.append((seconds * 1000, ratios[-1]))
     return {
         "p50_ms": round(statistics.median(ms), 3),
         "p99_ms": round(sorted(ms)[int(0.99 * (len(ms) - 1))], 3),
         "share_of_small_p50": round(statistics.median(ratios), 5),
+        # the requests whose label set has a specialist: one prompt embedding each
+        "with_specialist_p50_ms": round(statistics.median(c[0] for c in consulted), 3)
+        if consulted
+        else None,
+        "with_specialist_share_of_small_p50": round(statistics.median(c[1] for c in consulted), 5)
+        if consulted
+        else None,
     }

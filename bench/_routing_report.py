@@ -85,6 +85,12 @@ def table(summary: dict[str, Any], results: dict[str, Any], report: dict[str, An
         "requests; rand: random routing at the same share; thresholds fitted on the "
         f"calibration items for {TARGET:.0%} of the big model's accuracy. APGR of random = 0.5. "
         f"Routing decision p50 {latency['p50_ms']:.1f} ms, "
-        f"{latency['share_of_small_p50']:.2%} of the small tier's own time.",
+        f"{latency['share_of_small_p50']:.2%} of the small tier's own time"
+        + (
+            f"; with a specialist's embedding {latency['with_specialist_p50_ms']:.1f} ms, "
+            f"{latency['with_specialist_share_of_small_p50']:.2%}."
+            if latency["with_specialist_p50_ms"] is not None
+            else "."
+        ),
         file=sys.stderr,
     )
