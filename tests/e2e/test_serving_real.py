@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -21,6 +22,8 @@ from strata.core.models.base import (
 from strata.core.models.llama import LlamaBackend
 from strata.core.settings import ModelSpec
 from tests.e2e.conftest import bundled_path
+
+T = TypeVar("T")
 
 QUESTIONS = ["Name a prime number.", "What is a tuple?", "Say hello in French."]
 SYSTEM = " ".join(f"Rule {i}: answer questions about item {i} briefly." for i in range(30))
@@ -87,6 +90,34 @@ async def with_logprobs(backend: LlamaBackend, question: str) -> list[TokenLogpr
     return [lp async for c in backend.generate(request) for lp in c.logprobs or []]
 
 
+def one_at_a_time(small: Path, work: Callable[[LlamaBackend], Awaitable[T]]) -> T:
+    """``work`` on the model's own context alone (``batch_slots = 1``): the reference."""
+
+    async def run() -> T:
+        backend = LlamaBackend("reference", ModelSpec(path=small, n_ctx=1024, batch_slots=1))
+        try:
+            return await work(backend)
+        finally:
+            await backend.unload()
+
+    return asyncio.run(run())
+
+
+def in_batch(small: Path, work: Callable[[LlamaBackend], Awaitable[T]]) -> tuple[T, int]:
+    """``work`` on a two-slot batch; also how many tokens the batch evaluated."""
+
+    async def run() -> tuple[T, int]:
+        backend = LlamaBackend("batched", ModelSpec(path=small, n_ctx=1024, batch_slots=2))
+        try:
+            await backend.load()
+            assert backend.batcher is not None
+            return await work(backend), backend.batcher.evaluated
+        finally:
+            await backend.unload()
+
+    return asyncio.run(run())
+
+
 def test_batched_logprobs_match_one_at_a_time(small: Path) -> None:
     """Requests with logprobs decode in the batch too, each from its own sequence's row of
     the batch's logits. Alone in the batch they equal one at a time on the model's own
@@ -96,27 +127,18 @@ def test_batched_logprobs_match_one_at_a_time(small: Path) -> None:
     prompt; a row of the wrong sequence would be off by whole units)."""
     questions = [QUESTIONS[0], QUESTIONS[2]]
 
-    async def reference() -> list[list[TokenLogprob]]:
-        spec = ModelSpec(path=small, n_ctx=1024, batch_slots=1)
-        backend = LlamaBackend("reference", spec)
-        try:
-            return [await with_logprobs(backend, q) for q in questions]
-        finally:
-            await backend.unload()
+    async def each(backend: LlamaBackend) -> list[list[TokenLogprob]]:
+        return [await with_logprobs(backend, q) for q in questions]
 
-    async def batched() -> tuple[list[list[TokenLogprob]], list[list[TokenLogprob]], int]:
-        backend = LlamaBackend("batched", ModelSpec(path=small, n_ctx=1024, batch_slots=2))
-        try:
-            await backend.load()
-            assert backend.batcher is not None
-            alone = [await with_logprobs(backend, q) for q in questions]
-            together = await asyncio.gather(*(with_logprobs(backend, q) for q in questions))
-            return alone, list(together), backend.batcher.evaluated
-        finally:
-            await backend.unload()
+    async def alone_and_together(
+        backend: LlamaBackend,
+    ) -> tuple[list[list[TokenLogprob]], list[list[TokenLogprob]]]:
+        alone = await each(backend)
+        together = await asyncio.gather(*(with_logprobs(backend, q) for q in questions))
+        return alone, list(together)
 
-    expected = asyncio.run(reference())
-    alone, together, evaluated = asyncio.run(batched())
+    expected = one_at_a_time(small, each)
+    (alone, together), evaluated = in_batch(small, alone_and_together)
     assert evaluated > 0  # they ran in the batch
     for got, tolerance, ranks in ((alone, 1e-3, 3), (together, 0.15, 1)):
         for want, have in zip(expected, got, strict=True):
@@ -141,26 +163,14 @@ def test_batched_grammar_matches_one_at_a_time(small: Path) -> None:
     )
     requests = [structured, chat(QUESTIONS[0])]
 
-    async def reference() -> list[str]:
-        spec = ModelSpec(path=small, n_ctx=1024, batch_slots=1)
-        backend = LlamaBackend("reference", spec)
-        try:
-            return [await answer(backend, r) for r in requests]
-        finally:
-            await backend.unload()
+    async def each(backend: LlamaBackend) -> list[str]:
+        return [await answer(backend, r) for r in requests]
 
-    async def batched() -> tuple[list[str], int]:
-        backend = LlamaBackend("batched", ModelSpec(path=small, n_ctx=1024, batch_slots=2))
-        try:
-            await backend.load()
-            assert backend.batcher is not None
-            got = await asyncio.gather(*(answer(backend, r) for r in requests))
-            return list(got), backend.batcher.evaluated
-        finally:
-            await backend.unload()
+    async def together(backend: LlamaBackend) -> list[str]:
+        return list(await asyncio.gather(*(answer(backend, r) for r in requests)))
 
-    expected = asyncio.run(reference())
-    got, evaluated = asyncio.run(batched())
+    expected = one_at_a_time(small, each)
+    got, evaluated = in_batch(small, together)
     assert evaluated > 0
     assert set(json.loads(got[0])) == {"language", "greeting"}
     assert got == expected
