@@ -32,7 +32,12 @@ class KnowledgeSettings(BaseModel):
     embedding_model: str = Field(
         MINILM_REPO, description="Model for the minilm embedder: a path or a Hugging Face repo id"
     )
-    embed_batch: int = Field(64, ge=1, description="Texts per embedding batch")
+    embed_batch: int = Field(
+        16,
+        ge=1,
+        description="Texts per embedding batch, sorted by length: on CPU 16 embedded SciFact"
+        " chunks 1.2x faster than 64 (less padding, attention that fits the cache)",
+    )
     embed_max_tokens: int | None = Field(
         None,
         ge=16,
