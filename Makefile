@@ -76,6 +76,7 @@ bench: models llama-server  ## every benchmark; results in bench/results/
 	$(BIN)/python bench/memory.py --json bench/results/memory.json
 	$(BIN)/python bench/routing.py --json bench/results/routing.json
 	$(BIN)/python bench/retrieval.py --json bench/results/retrieval.json
+	$(BIN)/python bench/rerank.py --json bench/results/rerank.json
 	$(BIN)/python bench/tracing_overhead.py --json bench/results/tracing_overhead.json
 	$(BIN)/python bench/tools.py --data ../shared/data/tools/bfcl.dev.jsonl --json bench/results/tools.json
 	$(BIN)/python bench/keys_overhead.py --json bench/results/keys_overhead.json
