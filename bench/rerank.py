@@ -34,6 +34,7 @@ from _common import REPO_ROOT, median, write_json
 from _retrieval_tuning import _cases, _fit
 from retrieval import DATA, TENANT, fuse_docs, load_jsonl, load_qrels, ndcg_at, rankings
 from strata.core.engine import Engine
+from strata.core.errors import StrataError
 from strata.core.settings import load_settings
 from strata.features.knowledge import evidence
 from strata.features.knowledge.base import KnowledgeBase
@@ -165,7 +166,11 @@ def main() -> None:
     held = ids[len(ids) // 2 :][: args.queries]
     queries = {q: texts[q] for q in held}
     kb = KnowledgeBase(args.home, KnowledgeSettings(chunk_tokens=512, chunk_overlap=0))
-    if not kb.stats(TENANT, "corpus")["chunks"]:
+    try:
+        chunks = kb.stats(TENANT, "corpus")["chunks"]
+    except StrataError:  # no such collection
+        chunks = 0
+    if not chunks:
         raise SystemExit("run bench/retrieval.py first: it builds the SciFact collection")
     keyword = rankings(kb, "corpus", queries, "bm25")
     dense = rankings(kb, "corpus", queries, "vector")
