@@ -31,15 +31,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO_ROOT, median, write_json
-from _retrieval_tuning import _cases, _fit
+from _retrieval_tuning import _cases, _fit, _rates
 from retrieval import DATA, TENANT, fuse_docs, load_jsonl, load_qrels, ndcg_at, rankings
 from strata.core.engine import Engine
 from strata.core.errors import StrataError
 from strata.core.settings import load_settings
+from strata.features.detection.calibration import auroc
 from strata.features.knowledge import evidence
 from strata.features.knowledge.base import KnowledgeBase
 from strata.features.knowledge.settings import KnowledgeSettings
 from strata.features.routing.outcomes import Cache, Output
+from strata.features.routing.signals.combined import logit
 
 JUDGE = """Passage:
 {title}
@@ -60,20 +62,15 @@ def p_yes(out: Output) -> float:
 
 
 def auc(scores: list[float], labels: list[int]) -> float:
-    pos = [s for s, y in zip(scores, labels, strict=True) if y]
-    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
-    return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+    """P(an answerable case outscores an unanswerable one), ties half."""
+    return auroc(
+        [s for s, y in zip(scores, labels, strict=True) if not y],
+        [s for s, y in zip(scores, labels, strict=True) if y],
+    )
 
 
 def balanced(scores: list[float], labels: list[int], cut: float) -> float:
-    pos = [s for s, y in zip(scores, labels, strict=True) if y]
-    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
-    return (sum(s >= cut for s in pos) / len(pos) + sum(s < cut for s in neg) / len(neg)) / 2
-
-
-def logit(p: float) -> float:
-    p = min(max(p, 1e-4), 1 - 1e-4)
-    return math.log(p / (1 - p))
+    return sum(_rates(scores, labels, cut)) / 2
 
 
 def combined_loqo(features: list[list[float]], labels: list[int]) -> list[float]:
